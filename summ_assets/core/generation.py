@@ -1,0 +1,63 @@
+"""Batched greedy summarization with the shared prompt format; decodes only the new tokens."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from summ_assets.core.prompts import prompt_messages
+
+
+def summarize_texts(
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    *,
+    max_prompt_tokens: int,
+    max_new_tokens: int,
+    batch_size: int = 8,
+    do_sample: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[list[str], dict[str, float]]:
+    """Return (summaries, {"tokens", "seconds", "tokens_per_s"})."""
+    import torch
+
+    model.eval()
+    device = next(model.parameters()).device
+    old_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    outputs: list[str] = []
+    new_tokens, t0 = 0, time.time()
+    eos = model.generation_config.eos_token_id
+    try:
+        # longest first: less padding per batch
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        results: dict[int, str] = {}
+        for s in range(0, len(order), batch_size):
+            idx = order[s : s + batch_size]
+            convs = [prompt_messages(texts[i], tokenizer, max_prompt_tokens) for i in idx]
+            enc = tokenizer.apply_chat_template(
+                convs, add_generation_prompt=True, return_tensors="pt", return_dict=True, padding=True
+            ).to(device)
+            with torch.no_grad():
+                out = model.generate(
+                    **enc,
+                    max_new_tokens=max_new_tokens,
+                    do_sample=do_sample,
+                    pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=eos,
+                )
+            gen = out[:, enc["input_ids"].shape[1] :]
+            for row, i in zip(gen, idx, strict=True):
+                stop = [j for j, t in enumerate(row.tolist()) if t in (eos if isinstance(eos, list) else [eos])]
+                n = (stop[0] + 1) if stop else len(row)
+                new_tokens += n
+                results[i] = tokenizer.decode(row[:n], skip_special_tokens=True).strip()
+            if progress:
+                progress(f"generated {min(s + batch_size, len(order))}/{len(order)}")
+        outputs = [results[i] for i in range(len(texts))]
+    finally:
+        tokenizer.padding_side = old_side
+    dt = time.time() - t0
+    return outputs, {"tokens": new_tokens, "seconds": dt, "tokens_per_s": new_tokens / dt if dt else 0.0}

@@ -1,0 +1,308 @@
+"""Knowledge distillation from cached sparse teacher targets.
+
+Loss per summary position: ``alpha * T^2 * D(p_T || q_T) + (1 - alpha) * CE``, where the teacher
+distribution p is known on K stored ids plus one tail bucket (everything else), and the student's
+q is taken at the same ids plus its own exact tail mass. D is forward KL (default), reverse KL or
+JSD(0.5). Re-tempering: stored log-probs are at T=1; p_T ∝ p^(1/T) on the stored ids, and the tail
+is re-tempered assuming its mass is spread uniformly over the V-K unstored ids (exact when the
+tail is empty, i.e. when the cache holds the full support, and exact at T=1).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
+
+
+def _log_bucket_dist(lp_sel: Any, log_tail: Any) -> Any:
+    """[N, K] log-probs on stored ids + [N] log tail -> [N, K+1] log distribution."""
+    import torch
+
+    return torch.cat([lp_sel, log_tail.unsqueeze(-1)], dim=-1)
+
+
+def teacher_buckets(t_lp: Any, t_tail: Any, valid: Any, temperature: float, vocab_size: int) -> Any:
+    """Teacher [N, K+1] log distribution at temperature T (invalid slots -> -inf)."""
+    import torch
+
+    neg_inf = torch.tensor(float("-inf"), device=t_lp.device)
+    lp = torch.where(valid, t_lp.float(), neg_inf)
+    tail = t_tail.float()
+    if temperature != 1.0:
+        n_tail = (vocab_size - valid.sum(-1)).clamp(min=1).float()
+        lp = lp / temperature
+        # uniform tail: each of n_tail ids has p = tail / n_tail -> tempered (tail/n)^(1/T) * n
+        tail = (tail - n_tail.log()) / temperature + n_tail.log()
+    dist = _log_bucket_dist(lp, tail)
+    return dist - torch.logsumexp(dist, dim=-1, keepdim=True)
+
+
+def student_buckets(logits: Any, t_ids: Any, valid: Any, temperature: float) -> Any:
+    """Student [N, K+1] log distribution: log q_T at the teacher's ids + exact tail mass."""
+    import torch
+
+    logq = torch.log_softmax(logits.float() / temperature, dim=-1)
+    sel = logq.gather(-1, t_ids.clamp(min=0))
+    neg_inf = torch.tensor(float("-inf"), device=logits.device)
+    sel = torch.where(valid, sel, neg_inf)
+    covered = torch.logsumexp(sel, dim=-1).clamp(max=-1e-6)
+    tail = torch.log(-torch.expm1(covered))  # log(1 - sum q_sel)
+    return _log_bucket_dist(sel, tail)
+
+
+def _kl(logp: Any, logq: Any) -> Any:
+    """sum p (log p - log q) over the last dim; 0 * anything = 0 where p = 0."""
+    import torch
+
+    p = logp.exp()
+    diff = torch.where(p > 0, logp - logq, torch.zeros_like(logp))
+    return (p * diff).sum(-1)
+
+
+def sparse_kd_loss(
+    student_logits: Any,
+    t_ids: Any,
+    t_logprobs: Any,
+    t_tail: Any,
+    *,
+    temperature: float = 1.0,
+    divergence: str = "forward_kl",
+) -> Any:
+    """Mean over positions of T^2 * D(teacher || student) on K+1 buckets. Inputs are [N, V] / [N, K] / [N]."""
+    import torch
+
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
+    valid = (t_ids >= 0) & torch.isfinite(t_logprobs.float())
+    logp = teacher_buckets(t_logprobs, t_tail, valid, temperature, student_logits.shape[-1])
+    logq = student_buckets(student_logits, t_ids, valid, temperature)
+    if divergence == "forward_kl":
+        per = _kl(logp, logq)
+    elif divergence == "reverse_kl":
+        per = _kl(logq, logp)
+    else:
+        m = torch.logsumexp(torch.stack([logp, logq]), dim=0) - math.log(2.0)
+        per = 0.5 * _kl(logp, m) + 0.5 * _kl(logq, m)
+    return per.mean() * temperature**2
+
+
+def dense_kd_loss(student_logits: Any, teacher_logprobs: Any, temperature: float = 1.0, divergence: str = "forward_kl"):
+    """Reference: the same divergence over the full vocabulary (tests compare against this)."""
+    import torch
+
+    logp = torch.log_softmax(teacher_logprobs.float() / temperature, -1)
+    logq = torch.log_softmax(student_logits.float() / temperature, -1)
+    if divergence == "forward_kl":
+        per = _kl(logp, logq)
+    elif divergence == "reverse_kl":
+        per = _kl(logq, logp)
+    else:
+        m = torch.logsumexp(torch.stack([logp, logq]), dim=0) - math.log(2.0)
+        per = 0.5 * _kl(logp, m) + 0.5 * _kl(logq, m)
+    return per.mean() * temperature**2
+
+
+class CacheAlignmentError(ValueError):
+    pass
+
+
+def attach_teacher(examples: list[dict[str, Any]], cache: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Join each example with its cache row by `example_key`; a missing or misaligned row is an error."""
+    out = []
+    for ex in examples:
+        row = cache.get(ex["example_key"])
+        if row is None:
+            raise CacheAlignmentError(
+                f"example {ex['example_key']} (section {ex.get('section_id')}) has no row in the teacher logit "
+                "cache; re-materialize teacher_logits"
+            )
+        want = list(range(ex["completion_start"], len(ex["input_ids"])))
+        if row["positions"] != want or row["target_ids"] != [ex["input_ids"][j] for j in want]:
+            raise CacheAlignmentError(
+                f"example {ex['example_key']}: cached positions/targets do not match the tokenized example"
+            )
+        out.append({**ex, "teacher": row})
+    return out
+
+
+def collate(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
+    """Pad a batch; teacher targets become [N, K] tensors in the order `completion_logits` selects."""
+    import torch
+
+    from summ_assets.core.lm import pad_batch
+
+    batch = pad_batch(rows, pad_id)
+    if rows and "teacher" in rows[0]:
+        per_pos_ids, per_pos_lp, tails = [], [], []
+        for r in rows:
+            t = r["teacher"]
+            per_pos_ids += t["token_ids"]
+            per_pos_lp += t["logprobs"]
+            tails += t["tail_logprob"]
+        k = max(len(x) for x in per_pos_ids)
+        ids = torch.full((len(per_pos_ids), k), -1, dtype=torch.long)
+        lp = torch.full((len(per_pos_ids), k), float("-inf"))
+        for i, (a, b) in enumerate(zip(per_pos_ids, per_pos_lp, strict=True)):
+            ids[i, : len(a)] = torch.tensor(a, dtype=torch.long)
+            lp[i, : len(b)] = torch.tensor(b, dtype=torch.float32)
+        batch.update(teacher_ids=ids, teacher_logprobs=lp, teacher_tail=torch.tensor(tails, dtype=torch.float32))
+    return batch
+
+
+def _trainer_cls() -> Any:
+    import torch.nn.functional as F
+    from transformers import Trainer
+
+    from summ_assets.core.lm import completion_logits
+
+    class DistillationTrainer(Trainer):
+        """`Trainer` whose loss mixes CE with sparse KD against cached teacher targets.
+
+        With alpha == 0 (or no teacher tensors in the batch) it is plain CE: the baseline runs the
+        very same code path, so the comparison isolates what distillation adds.
+        """
+
+        def __init__(self, *a: Any, alpha: float = 0.5, temperature: float = 1.0,
+                     divergence: str = "forward_kl", **kw: Any):
+            super().__init__(*a, **kw)
+            self.alpha, self.temperature, self.divergence = alpha, temperature, divergence
+            self.kd_log: list[tuple[int, float, float]] = []
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+            logits, targets, _ = completion_logits(
+                model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
+            )
+            ce = F.cross_entropy(logits, targets)
+            loss = ce
+            if self.alpha > 0 and "teacher_ids" in inputs:
+                kd = sparse_kd_loss(
+                    logits, inputs["teacher_ids"], inputs["teacher_logprobs"], inputs["teacher_tail"],
+                    temperature=self.temperature, divergence=self.divergence,
+                )
+                loss = self.alpha * kd + (1 - self.alpha) * ce
+                if model.training:
+                    self.kd_log.append((self.state.global_step, kd.item(), ce.item()))
+            return (loss, {"loss": loss}) if return_outputs else loss
+
+    return DistillationTrainer
+
+
+def train_student(
+    base_dir: Path,
+    train_examples: list[dict[str, Any]],
+    val_examples: list[dict[str, Any]],
+    profile: Any,
+    work_dir: Path,
+    out_dir: Path,
+    *,
+    alpha: float,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Train the student (full or LoRA) on examples (with `teacher` rows when alpha > 0)."""
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer, TrainerCallback, TrainingArguments
+
+    from summ_assets.core.lm import mean_completion_loss, set_threads
+    from summ_assets.core.lora import last_checkpoint
+    from summ_assets.core.models import count_parameters, load_causal_lm, resolve_device
+
+    cfg = profile.student
+    set_threads(profile.threads)
+    torch.manual_seed(profile.seed)
+    device = resolve_device(profile.device)
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    model = load_causal_lm(base_dir, profile.dtype, device)
+    if cfg.train_mode == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(
+            model,
+            LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                       target_modules=list(profile.teacher.target_modules), task_type="CAUSAL_LM"),
+        )
+    elif cfg.freeze_embeddings:
+        for p in model.get_input_embeddings().parameters():
+            p.requires_grad_(False)
+        out_emb = model.get_output_embeddings()
+        if out_emb is not None:
+            for p in out_emb.parameters():
+                p.requires_grad_(False)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    base_val_loss = mean_completion_loss(model, val_examples, tok.pad_token_id) if val_examples else float("nan")
+
+    class Progress(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
+            if progress and logs and "loss" in logs:
+                progress(f"student step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f}")
+
+    args = TrainingArguments(
+        output_dir=str(work_dir),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type="linear",
+        logging_steps=1,
+        eval_strategy="epoch" if val_examples else "no",
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        bf16=profile.dtype == "bfloat16" and device == "cuda",
+        use_cpu=device == "cpu",
+        remove_unused_columns=False,
+        report_to="none",
+        seed=profile.seed,
+        data_seed=profile.seed,
+        disable_tqdm=True,
+        prediction_loss_only=True,
+        dataloader_num_workers=0,
+    )
+    trainer = _trainer_cls()(
+        model=model,
+        args=args,
+        train_dataset=train_examples,
+        eval_dataset=val_examples or None,
+        data_collator=lambda rows: collate(rows, tok.pad_token_id),
+        callbacks=[Progress()],
+        alpha=alpha,
+        temperature=cfg.temperature,
+        divergence=cfg.divergence,
+    )
+    resume = last_checkpoint(work_dir)
+    t0 = time.time()
+    trainer.train(resume_from_checkpoint=resume)
+    train_s = time.time() - t0
+    final = trainer.model.merge_and_unload() if cfg.train_mode == "lora" else trainer.model
+    val_loss = mean_completion_loss(final, val_examples, tok.pad_token_id) if val_examples else float("nan")
+    for p in final.parameters():
+        p.requires_grad_(True)
+    final.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    history = trainer.state.log_history
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return {
+        "alpha": alpha,
+        "base_val_loss": base_val_loss,
+        "val_loss": val_loss,
+        "train_loss_curve": [(h["step"], h["loss"]) for h in history if "loss" in h],
+        "eval_loss_curve": [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h],
+        "kd_ce_curve": trainer.kd_log,
+        "train_seconds": train_s,
+        "steps": trainer.state.global_step,
+        "seconds_per_step": train_s / max(trainer.state.global_step, 1),
+        "parameters": count_parameters(final),
+        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "resumed_from": resume,
+    }

@@ -1,0 +1,90 @@
+"""Causal-LM pieces shared by teacher SFT, logit capture, KD and the CE baseline.
+
+With a 256k vocabulary the LM head dominates a small model's step, so every stage computes logits
+only where they are used: at the positions that predict summary tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def set_threads(threads: int | None) -> None:
+    """Deliberate CPU threads (two jobs fighting over 2 cores run 5x slower)."""
+    import torch
+
+    n = threads or os.cpu_count() or 1
+    torch.set_num_threads(max(1, n))
+
+
+def _unwrap(model: Any) -> Any:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def softcap(logits: Any, config: Any) -> Any:
+    import torch
+
+    cap = getattr(config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+def completion_logits(model: Any, input_ids: Any, attention_mask: Any, labels: Any) -> tuple[Any, Any, Any]:
+    """Logits (float32) at the positions predicting a label != -100, and those labels.
+
+    Returns (logits[N, V], targets[N], mask[B, L-1]) where `mask` selects, in row-major order, the
+    predicting positions (position j-1 predicts token j).
+    """
+    base = _unwrap(model)
+    decoder = base.get_decoder()
+    hidden = decoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    mask = labels[:, 1:] != -100
+    sel = hidden[:, :-1][mask]
+    logits = softcap(base.get_output_embeddings()(sel).float(), base.config)
+    return logits, labels[:, 1:][mask], mask
+
+
+def completion_ce(model: Any, batch: dict[str, Any]) -> Any:
+    import torch.nn.functional as F
+
+    logits, targets, _ = completion_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    return F.cross_entropy(logits, targets)
+
+
+def pad_batch(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
+    """Right-pad input_ids / labels / attention_mask of examples with `input_ids` + `completion_start`."""
+    import torch
+
+    n = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), n), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), n), -100, dtype=torch.long)
+    att = torch.zeros((len(rows), n), dtype=torch.long)
+    for i, r in enumerate(rows):
+        x = torch.tensor(r["input_ids"], dtype=torch.long)
+        ids[i, : len(x)] = x
+        att[i, : len(x)] = 1
+        cs = r["completion_start"]
+        labels[i, cs : len(x)] = x[cs:]
+    return {"input_ids": ids, "labels": labels, "attention_mask": att}
+
+
+def mean_completion_loss(model: Any, examples: list[dict[str, Any]], pad_id: int, batch_size: int = 8) -> float:
+    """Token-weighted mean CE on the summary tokens of `examples` (no grad)."""
+    import torch
+    import torch.nn.functional as F
+
+    model.eval()
+    total, count = 0.0, 0
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        for i in range(0, len(examples), batch_size):
+            b = {k: v.to(device) for k, v in pad_batch(examples[i : i + batch_size], pad_id).items()}
+            logits, targets, _ = completion_logits(model, b["input_ids"], b["attention_mask"], b["labels"])
+            total += float(F.cross_entropy(logits, targets, reduction="sum"))
+            count += int(targets.numel())
+    return total / max(count, 1)

@@ -1,0 +1,357 @@
+"""Tests for summ_assets.core.metrics: Korean ROUGE, offline BERTScore, bootstrap, output stats."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from summ_assets.core import metrics as M
+
+REF = "회의는 오후 세 시에 본관 대회의실에서 열립니다."
+CAND = "회의는 세 시에 대회의실에서 열립니다."
+
+CORPUS = [
+    "회의는 오후 세 시에 본관 대회의실에서 열립니다.",
+    "회의는 세 시에 대회의실에서 열립니다.",
+    "박물관은 매주 월요일에 휴관합니다.",
+    "RAG 시스템은 문서 로드와 청킹, 검색, 생성의 단계로 구성된다.",
+    "연구팀은 작은 언어 모델로 요약 성능을 평가했습니다.",
+    "The meeting starts at three in the main hall.",
+    "Retrieval augmented generation combines search and generation.",
+    "모델은 입력 문서를 한 문장으로 요약한다.",
+    "지식 증류는 교사 모델의 분포를 학생 모델이 모방하도록 학습한다.",
+    "평가 지표로 ROUGE와 BERTScore를 사용한다.",
+]
+
+
+@pytest.fixture(autouse=True)
+def _offline_and_single_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import torch
+
+    torch.set_num_threads(1)
+
+
+# --------------------------------------------------------------------------------------------------
+# ROUGE
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["kiwi", "whitespace", "char"])
+def test_identical_korean_scores_one(kind: str) -> None:
+    (row,) = M.rouge_scores([REF], [REF], tokenizer=kind)
+    for rtype in M.ROUGE_TYPES:
+        assert row[f"{rtype}_f"] == pytest.approx(1.0)
+        assert row[f"{rtype}_p"] == pytest.approx(1.0)
+        assert row[f"{rtype}_r"] == pytest.approx(1.0)
+
+
+def test_default_tokenizer_drops_hangul_regression_guard() -> None:
+    # rouge_score's tokenizer keeps only [a-z0-9]: identical Korean strings score 0. If this ever
+    # changes, the "default" path is no longer the known-broken reference and must be re-checked.
+    (row,) = M.rouge_scores([REF], [REF], tokenizer="default")
+    assert all(row[f"{t}_f"] == 0.0 for t in M.ROUGE_TYPES)
+    from rouge_score import rouge_scorer
+
+    raw = rouge_scorer.RougeScorer(["rouge1"]).score(REF, REF)["rouge1"].fmeasure
+    assert raw == 0.0
+
+
+@pytest.mark.parametrize("kind", ["kiwi", "whitespace", "char"])
+def test_disjoint_strings_score_zero(kind: str) -> None:
+    (row,) = M.rouge_scores(["사과 바나나 포도"], ["컴퓨터 키보드 마우스"], tokenizer=kind)
+    assert all(row[f"{t}_f"] == 0.0 for t in M.ROUGE_TYPES)
+
+
+def test_default_path_equals_rouge_score_defaults_on_english() -> None:
+    from rouge_score import rouge_scorer
+
+    preds = [
+        "The cat sat on the mat.",
+        "A quick brown fox jumps over the lazy dog\nIt was fast.",
+        "Revenue grew 12% in 2023, driven by cloud services.",
+        "",
+    ]
+    refs = [
+        "The cat was sitting on the mat.",
+        "The quick brown fox jumped over a lazy dog.\nIt ran quickly.",
+        "In 2023 revenue rose by 12 percent thanks to cloud services.",
+        "Nothing here.",
+    ]
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeLsum"])
+    ours = M.rouge_scores(preds, refs, tokenizer="default")
+    for pred, ref, row in zip(preds, refs, ours, strict=True):
+        expected = scorer.score(ref, pred)
+        for rtype in M.ROUGE_TYPES:
+            assert row[f"{rtype}_p"] == expected[rtype].precision
+            assert row[f"{rtype}_r"] == expected[rtype].recall
+            assert row[f"{rtype}_f"] == expected[rtype].fmeasure
+    assert ours[0]["rouge1_f"] > 0.5
+
+
+def test_seed_example_kiwi_values() -> None:
+    (kiwi,) = M.rouge_scores([CAND], [REF], tokenizer="kiwi")
+    assert kiwi["rouge1_f"] == pytest.approx(0.909, abs=1e-3)
+    assert kiwi["rouge1_p"] == pytest.approx(1.0)
+    assert kiwi["rouge2_f"] == pytest.approx(0.700, abs=1e-3)
+    assert kiwi["rougeLsum_f"] == pytest.approx(0.909, abs=1e-3)
+    (ws,) = M.rouge_scores([CAND], [REF], tokenizer="whitespace")
+    assert ws["rouge1_f"] == pytest.approx(0.833, abs=1e-3)
+    assert ws["rouge2_f"] == pytest.approx(0.400, abs=1e-3)
+
+
+def test_kiwi_tokenizer_drops_punctuation_keeps_latin_numbers() -> None:
+    from rouge_score.tokenizers import Tokenizer
+
+    tok = M.get_tokenizer("kiwi")
+    assert isinstance(tok, Tokenizer)
+    assert isinstance(tok, M.KiwiMorphTokenizer)
+    assert tok.name == f"kiwi-{__import__('kiwipiepy').__version__}-morph-nopunct"
+    tokens = tok.tokenize("RAG 시스템은 3단계(검색·생성)로 구성된다.")
+    assert "rag" in tokens and "3" in tokens and "검색" in tokens
+    assert not {".", "(", ")", "·"} & set(tokens)
+    assert tok.tokenize("") == [] and tok.tokenize("   ") == []
+
+
+def test_whitespace_and_char_tokenizers() -> None:
+    assert M.WhitespaceTokenizer().tokenize("검색, 생성! RAG-시스템") == ["검색", "생성", "rag", "시스템"]
+    assert M.CharTokenizer().tokenize("가 나A") == ["가", "나", "a"]
+    names = {M.tokenizer_name(k) for k in M.TOKENIZER_KINDS}
+    assert len(names) == 4
+
+
+def test_split_sentences_korean() -> None:
+    assert M.split_sentences("회의는 세 시에 열립니다. 모두 참석하세요! 감사합니다") == [
+        "회의는 세 시에 열립니다.",
+        "모두 참석하세요!",
+        "감사합니다",
+    ]
+    assert M.split_sentences("첫 줄\n\n둘째 줄") == ["첫 줄", "둘째 줄"]
+    assert M.split_sentences("  ") == []
+
+
+def test_rouge_lsum_is_sentence_level_for_korean() -> None:
+    ref = "회의는 세 시에 열립니다. 모두 대회의실로 오세요."
+    cand = "모두 대회의실로 오세요. 회의는 세 시에 열립니다."  # same sentences, swapped order
+    (row,) = M.rouge_scores([cand], [ref], tokenizer="kiwi")
+    assert row["rouge1_f"] == pytest.approx(1.0)
+    assert row["rougeLsum_f"] == pytest.approx(1.0)  # union-LCS per sentence
+    assert row["rouge2_f"] < 1.0  # the bigram across the boundary differs
+    # without sentence splitting the LCS over the whole text is clearly lower
+    from rouge_score import rouge_scorer
+
+    flat = rouge_scorer.RougeScorer(["rougeLsum"], tokenizer=M.get_tokenizer("kiwi")).score(ref, cand)
+    assert flat["rougeLsum"].fmeasure < 0.75
+
+
+def test_rouge_scores_validates_input() -> None:
+    with pytest.raises(ValueError):
+        M.rouge_scores(["a"], ["a", "b"])
+    with pytest.raises(ValueError):
+        M.rouge_scores(["a"], ["a"], tokenizer="mecab")
+
+
+# --------------------------------------------------------------------------------------------------
+# BERTScore on tiny local folders
+# --------------------------------------------------------------------------------------------------
+
+
+def _wordpiece(corpus: list[str]):
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok.train_from_iterator(corpus * 3, trainers.WordPieceTrainer(vocab_size=600, special_tokens=specials))
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return tok
+
+
+@pytest.fixture(scope="session")
+def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny_bert")
+    fast = BertTokenizerFast(
+        tokenizer_object=_wordpiece(CORPUS),
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+    )
+    cfg = BertConfig(
+        vocab_size=len(fast),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    BertModel(cfg).save_pretrained(out)
+    fast.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def gemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import Gemma2Config, Gemma2ForCausalLM, PreTrainedTokenizerFast
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny_gemma2")
+    raw = Tokenizer(models.BPE(unk_token="<unk>"))
+    raw.normalizer = normalizers.NFC()
+    raw.pre_tokenizer = pre_tokenizers.Metaspace()
+    specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
+    raw.train_from_iterator(CORPUS * 3, trainers.BpeTrainer(vocab_size=500, special_tokens=specials))
+    raw.post_processor = processors.TemplateProcessing(
+        single="<bos> $A", special_tokens=[("<bos>", raw.token_to_id("<bos>"))]
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=raw, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
+    cfg = Gemma2Config(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=256,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+        attn_implementation="eager",
+    )
+    Gemma2ForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def _check_scores(scores: dict[str, list[float]], n: int) -> None:
+    assert set(scores) == {"P", "R", "F"}
+    for key in ("P", "R", "F"):
+        assert len(scores[key]) == n
+        assert all(math.isfinite(v) and -1.0 - 1e-6 <= v <= 1.0 + 1e-6 for v in scores[key])
+
+
+def test_bertscore_tiny_bert_offline(bert_dir: Path) -> None:
+    scorer = M.BertScorer(bert_dir)
+    assert scorer.num_layers == 1  # middle of 2 layers
+    assert M.middle_layer(bert_dir) == 1
+    assert scorer._scorer._tokenizer.model_max_length <= 512
+    cands = [REF, CAND, "박물관은 매주 월요일에 휴관합니다."]
+    refs = [REF, REF, REF]
+    scores = scorer.score(cands, refs, batch_size=2)
+    _check_scores(scores, 3)
+    assert scores["F"][0] == pytest.approx(1.0, abs=1e-4)
+    assert scores["P"][0] == pytest.approx(1.0, abs=1e-4)
+    assert scores["F"][1] < scores["F"][0]
+    h = scorer.hash
+    assert h.startswith(f"{bert_dir.name}_L1_no-idf_version=") and h.endswith("_fast-tokenizer")
+    assert scorer.score([], []) == {"P": [], "R": [], "F": []}
+    with pytest.raises(ValueError):
+        scorer.score(["a"], ["a", "b"])
+
+
+def test_bertscore_explicit_layer_and_rescale(bert_dir: Path) -> None:
+    scorer = M.BertScorer(bert_dir, num_layers=2, model_id="tiny-bert")
+    assert scorer.hash.startswith("tiny-bert_L2_no-idf")
+    b = scorer.baseline_from_random_pairs(CORPUS, n_pairs=20, seed=0)
+    assert b == scorer.baseline_from_random_pairs(CORPUS, n_pairs=20, seed=0)
+    assert all(-1.0 <= v < 1.0 for v in b)
+    raw = scorer.score([CAND], [REF])
+    rescaled = M.BertScorer(bert_dir, num_layers=2, model_id="tiny-bert", baseline=b)
+    assert "-custom-rescaled" in rescaled.hash
+    res = rescaled.score([CAND], [REF])
+    for i, key in enumerate(("P", "R", "F")):
+        assert res[key][0] == pytest.approx(M.rescale(raw[key][0], b[i]), abs=1e-6)
+    assert M.rescale(0.8, 0.6) == pytest.approx(0.5)
+    assert M.rescale(0.6, 0.6) == 0.0
+    with pytest.raises(ValueError):
+        scorer.baseline_from_random_pairs(["같은 문장", "같은 문장"], n_pairs=5)
+
+
+def test_bertscore_tiny_gemma2_decoder_only(gemma_dir: Path) -> None:
+    scorer = M.BertScorer(gemma_dir)
+    assert scorer.num_layers == 1
+    scores = scorer.score([REF, CAND, "전혀 다른 문장입니다."], [REF, REF, REF], batch_size=3)
+    _check_scores(scores, 3)
+    assert scores["F"][0] == pytest.approx(1.0, abs=1e-4)
+    assert scores["F"][1] < 1.0
+
+
+def test_middle_layer_reads_nested_text_config(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"text_config": {"num_hidden_layers": 26}}', encoding="utf-8")
+    assert M.middle_layer(tmp_path) == 13
+    with pytest.raises(FileNotFoundError):
+        M.middle_layer(tmp_path / "missing")
+
+
+# --------------------------------------------------------------------------------------------------
+# Bootstrap and output stats
+# --------------------------------------------------------------------------------------------------
+
+
+def test_bootstrap_ci_deterministic_and_contains_mean() -> None:
+    values = np.random.default_rng(1).normal(0.4, 0.1, size=200)
+    a = M.bootstrap_ci(values, n_samples=500, seed=3)
+    b = M.bootstrap_ci(values.tolist(), n_samples=500, seed=3)
+    assert a == b
+    mean, low, high = a
+    assert mean == pytest.approx(values.mean())
+    assert low < mean < high
+    assert high - low < 0.06  # ~ 2 * 1.96 * 0.1 / sqrt(200) = 0.028
+    assert M.bootstrap_ci(values, n_samples=500, seed=4) != a
+    _, low99, high99 = M.bootstrap_ci(values, n_samples=500, seed=3, alpha=0.01)
+    assert low99 <= low and high99 >= high
+    assert M.bootstrap_ci([0.5]) == (0.5, 0.5, 0.5)
+    with pytest.raises(ValueError):
+        M.bootstrap_ci([])
+
+
+def test_paired_bootstrap_detects_clear_difference_only() -> None:
+    rng = np.random.default_rng(7)
+    base = rng.uniform(0.2, 0.6, size=150)
+    better = base + 0.05 + rng.normal(0, 0.02, size=150)
+    res = M.paired_bootstrap(better, base, n_samples=1000, seed=0)
+    assert res["p_value"] < 0.05
+    assert res["low"] > 0 and res["mean_diff"] == pytest.approx(float(np.mean(better - base)))
+    assert res == M.paired_bootstrap(better, base, n_samples=1000, seed=0)
+
+    shuffled = rng.permutation(base)  # same values, unrelated pairing: mean difference exactly 0
+    null = M.paired_bootstrap(base, shuffled, n_samples=1000, seed=0)
+    assert abs(null["mean_diff"]) < 1e-12
+    assert null["p_value"] > 0.05
+    assert null["low"] < 0 < null["high"]
+    # the reverse direction of a real difference is not "significant" either
+    assert M.paired_bootstrap(base, better, n_samples=1000, seed=0)["p_value"] > 0.95
+    with pytest.raises(ValueError):
+        M.paired_bootstrap([1.0, 2.0], [1.0])
+
+
+def test_output_stats() -> None:
+    stats = M.output_stats(["회의는 세 시입니다.", "  ", "회의는 세 시에 열립니다. 모두 참석하세요!", "abcd"])
+    assert stats["n"] == 4
+    assert stats["empty_share"] == pytest.approx(0.25)
+    assert stats["multi_sentence_share"] == pytest.approx(0.25)
+    expected_len = (len("회의는 세 시입니다.") + 0 + len("회의는 세 시에 열립니다. 모두 참석하세요!") + 4) / 4
+    assert stats["mean_chars"] == pytest.approx(expected_len)
+    assert M.output_stats([])["n"] == 0
