@@ -149,6 +149,13 @@ def test_rouge_lsum_is_sentence_level_for_korean() -> None:
     assert flat["rougeLsum"].fmeasure < 0.75
 
 
+def test_cached_analysis_gives_same_scores() -> None:
+    first = M.rouge_scores([CAND, REF], [REF, CAND], tokenizer="kiwi")
+    assert M.rouge_scores([CAND, REF], [REF, CAND], tokenizer="kiwi") == first
+    M.clear_caches()
+    assert M.rouge_scores([CAND, REF], [REF, CAND], tokenizer="kiwi") == first
+
+
 def test_rouge_scores_validates_input() -> None:
     with pytest.raises(ValueError):
         M.rouge_scores(["a"], ["a", "b"])
@@ -169,7 +176,9 @@ def _wordpiece(corpus: list[str]):
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok.train_from_iterator(corpus * 3, trainers.WordPieceTrainer(vocab_size=600, special_tokens=specials))
+    tok.train_from_iterator(
+        corpus * 3, trainers.WordPieceTrainer(vocab_size=600, special_tokens=specials, show_progress=False)
+    )
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -219,7 +228,9 @@ def gemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     raw.normalizer = normalizers.NFC()
     raw.pre_tokenizer = pre_tokenizers.Metaspace()
     specials = ["<pad>", "<eos>", "<bos>", "<unk>"]
-    raw.train_from_iterator(CORPUS * 3, trainers.BpeTrainer(vocab_size=500, special_tokens=specials))
+    raw.train_from_iterator(
+        CORPUS * 3, trainers.BpeTrainer(vocab_size=500, special_tokens=specials, show_progress=False)
+    )
     raw.post_processor = processors.TemplateProcessing(
         single="<bos> $A", special_tokens=[("<bos>", raw.token_to_id("<bos>"))]
     )

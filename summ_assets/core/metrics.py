@@ -40,6 +40,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers only
     from kiwipiepy import Kiwi
     from rouge_score.tokenizers import Tokenizer
 
+    # Created lazily by `_tokenizer_classes()` and served by the module `__getattr__`.
+    KiwiMorphTokenizer: type[Tokenizer]
+    WhitespaceTokenizer: type[Tokenizer]
+    CharTokenizer: type[Tokenizer]
+
 __all__ = [
     "ROUGE_TYPES",
     "TOKENIZER_KINDS",
@@ -48,6 +53,7 @@ __all__ = [
     "KiwiMorphTokenizer",
     "WhitespaceTokenizer",
     "bootstrap_ci",
+    "clear_caches",
     "get_kiwi",
     "get_tokenizer",
     "middle_layer",
@@ -87,19 +93,42 @@ def _version(dist: str) -> str:
     return version(dist)
 
 
+def clear_caches() -> None:
+    """Drop the cached Kiwi analyses (sentences, morphemes); the Kiwi instance itself stays."""
+    _split_sentences_cached.cache_clear()
+    _kiwi_morphs.cache_clear()
+
+
 def split_sentences(text: str) -> list[str]:
     """Split `text` into sentences: existing line breaks first, then Kiwi ``split_into_sents``.
 
     Handles Korean endings without final punctuation (e.g. "...합니다 감사합니다"). Empty or
     whitespace-only input gives ``[]``.
     """
+    return list(_split_sentences_cached(text))
+
+
+@functools.lru_cache(maxsize=65536)
+def _split_sentences_cached(text: str) -> tuple[str, ...]:
     kiwi = get_kiwi()
     out: list[str] = []
     for line in text.splitlines():
         if not line.strip():
             continue
         out.extend(s.text.strip() for s in kiwi.split_into_sents(line) if s.text.strip())
-    return out
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=65536)
+def _kiwi_morphs(text: str) -> tuple[str, ...]:
+    """Lowercased Kiwi morphemes without punctuation/symbol tags (S* except SL/SN/SH); cached."""
+    if not text or not text.strip():
+        return ()
+    return tuple(
+        t.form.lower()
+        for t in get_kiwi().tokenize(text)
+        if not (t.tag.startswith("S") and t.tag not in _KIWI_KEEP_S_TAGS) and t.form.strip()
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -119,13 +148,7 @@ def _tokenizer_classes() -> dict[str, type]:
         name = f"kiwi-{_version('kiwipiepy')}-morph-nopunct"
 
         def tokenize(self, text: str) -> list[str]:
-            if not text or not text.strip():
-                return []
-            return [
-                t.form.lower()
-                for t in get_kiwi().tokenize(text)
-                if not (t.tag.startswith("S") and t.tag not in _KIWI_KEEP_S_TAGS) and t.form.strip()
-            ]
+            return list(_kiwi_morphs(text))
 
     class WhitespaceTokenizer(_Base):
         """Eojeol tokens: strip chars outside ``[0-9A-Za-z가-힣\\s]``, lowercase, split on whitespace."""

@@ -1,0 +1,201 @@
+"""`summ-assets` command: refresh (stale-only materialization), demo, report, status."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+# unpartitioned assets in dependency order
+ORDER = ["teacher_base", "student_base", "corpus_manifest", "summary_dataset", "teacher_adapter",
+         "student_baseline", "teacher_logits", "student_model", "evaluation_report", "promoted_student"]
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _env() -> None:
+    for k, v in OFFLINE_ENV.items():
+        os.environ.setdefault(k, v)
+
+
+def _say(msg: str) -> None:
+    print(f"[summ-assets {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _dagster_materialize(key: str) -> int:
+    """One asset through the real Dagster CLI against $DAGSTER_HOME; echoes its INFO/WARNING/ERROR lines."""
+    exe = Path(sys.executable).with_name("dagster")
+    cmd = [str(exe), "asset", "materialize", "-m", "summ_assets.definitions", "--select", key]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+    assert proc.stdout is not None
+    tail: list[str] = []
+    for line in proc.stdout:
+        clean = _ANSI.sub("", line.rstrip())
+        tail = (tail + [clean])[-40:]
+        m = re.search(r" - (INFO|WARNING|ERROR) - (.*)$", clean)
+        if m and "ASSET_MATERIALIZATION" not in clean and "dagster - " not in clean[:60]:
+            msg = m.group(2)
+            msg = re.sub(r"^[^-]+ - [0-9a-f-]{36} - \d+ - ", "", msg)
+            print(f"    {msg[:200]}", flush=True)
+    rc = proc.wait()
+    if rc != 0:
+        print("\n".join("    | " + t for t in tail), flush=True)
+    return rc
+
+
+def refresh(dry_run: bool = False) -> int:
+    """Materialize exactly the stale and missing assets; say what is skipped and why."""
+    _env()
+    import dagster as dg
+
+    from summ_assets.core.artifacts import sha256_file
+    from summ_assets.core.documents import discover
+    from summ_assets.defs.common import DOCUMENTS
+    from summ_assets.defs.resources import default_resources
+    from summ_assets.defs.staleness import latest_data_version, resolver, status_of
+    from summ_assets.definitions import ASSETS
+
+    if not os.environ.get("DAGSTER_HOME"):
+        print("DAGSTER_HOME is not set: refresh needs a persistent Dagster instance (see README)", file=sys.stderr)
+        return 2
+    instance = dg.DagsterInstance.get()
+    resources = default_resources()
+    settings = resources["settings"]
+    t0 = time.time()
+    failures: list[str] = []
+
+    # 1. partitions follow the files
+    current = discover(settings.data_root)
+    known = set(instance.get_dynamic_partitions(DOCUMENTS.name))
+    add, drop = sorted(set(current) - known), sorted(known - set(current))
+    if add and not dry_run:
+        instance.add_dynamic_partitions(DOCUMENTS.name, add)
+    for k in drop if not dry_run else []:
+        instance.delete_dynamic_partition(DOCUMENTS.name, k)
+    _say(f"documents: {len(current)} ({len(add)} new partitions, {len(drop)} dropped: files gone)")
+
+    def run_unpartitioned(keys: list[str], force: set[str]) -> bool:
+        while True:
+            res = resolver(instance, ASSETS)
+            todo = None
+            for key in keys:
+                st, causes = status_of(res, key)
+                if key in force:
+                    st, causes = "stale", ["data: document partitions changed"]
+                if st == "fresh":
+                    continue
+                todo = (key, st, causes)
+                break
+            if todo is None:
+                return True
+            key, st, causes = todo
+            _say(f"{key}: {st} ({'; '.join(causes)[:160]}) -> materializing")
+            if dry_run:
+                keys = [k for k in keys if k != key]
+                continue
+            rc = _dagster_materialize(key)
+            force.discard(key)
+            if rc != 0:
+                failures.append(key)
+                _say(f"{key} FAILED (exit {rc}); downstream assets not run. Details: `make ui` -> Runs")
+                return False
+            keys = [k for k in keys if k != key]  # the next resolve decides whether downstream is stale
+
+    # 2. models first (the chunker counts tokens with the student's tokenizer)
+    if not run_unpartitioned(["teacher_base", "student_base"], set()):
+        return 1
+
+    # 3. per-document partitions: new, changed file, or stale (code / tokenizer change)
+    res = resolver(instance, ASSETS)
+    todo = []
+    for pk, doc_id in sorted(current.items(), key=lambda kv: kv[1]):
+        path = settings.data_root / doc_id
+        sha = sha256_file(path)[:24] if path.is_file() else None
+        dv = latest_data_version(instance, "raw_documents", pk)
+        if dv is None:
+            todo.append((pk, doc_id, "new document"))
+        elif sha != dv:
+            todo.append((pk, doc_id, "file changed"))
+        else:
+            st, causes = status_of(res, "document_sections", pk)
+            st_raw, causes_raw = status_of(res, "raw_documents", pk)
+            if st != "fresh" or st_raw != "fresh":
+                todo.append((pk, doc_id, "; ".join(causes + causes_raw)[:120]))
+    _say(f"document partitions: {len(todo)} to (re)ingest, {len(current) - len(todo)} up to date (skipped)")
+    if todo and not dry_run:
+        from summ_assets.defs.ingest import document_sections, raw_documents
+
+        for i, (pk, doc_id, why) in enumerate(todo, 1):
+            result = dg.materialize(
+                ASSETS, selection=[raw_documents, document_sections], partition_key=pk, instance=instance,
+                resources=resources, raise_on_error=False, tags={"summ_assets/trigger": "refresh"},
+            )
+            mark = "ok" if result.success else "FAILED"
+            if not result.success:
+                failures.append(doc_id)
+                err = next((e.event_specific_data.error.message.strip().splitlines()[-1]
+                            for e in result.all_events if e.is_step_failure), "see the UI")
+                mark += f": {err[:300]}"
+            print(f"    [{i}/{len(todo)}] {doc_id} ({why}) {mark}", flush=True)
+
+    # 4. the model half, in dependency order, each only if stale after its upstream ran
+    force = {"corpus_manifest"} if (todo or add or drop) else set()
+    ok = run_unpartitioned(ORDER[2:], force)
+    _say(f"refresh done in {time.time() - t0:.0f}s" + (f"; failed: {failures}" if failures else "; all up to date"))
+    return 0 if ok and not failures else 1
+
+
+def latest_report() -> Path | None:
+    import dagster as dg
+
+    instance = dg.DagsterInstance.get()
+    ev = instance.get_latest_materialization_event(dg.AssetKey("evaluation_report"))
+    if ev is None or ev.asset_materialization is None:
+        return None
+    return Path(ev.asset_materialization.metadata["path"].value)
+
+
+def print_report() -> int:
+    path = latest_report()
+    if path is None:
+        print("no evaluation report yet: run `make demo`", file=sys.stderr)
+        return 1
+    print(f"\nEvaluation report: {path / 'report.md'} (also report.json, predictions.parquet, *.png)\n")
+    print((path / "report.md").read_text())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="summ-assets", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("refresh", help="materialize only stale/missing assets (what the UI calls unsynced)")
+    r.add_argument("--dry-run", action="store_true", help="only say what would run and why")
+    sub.add_parser("demo", help="refresh, then print the evaluation report")
+    sub.add_parser("report", help="print the latest evaluation report")
+    args = ap.parse_args(argv)
+    if args.cmd == "refresh":
+        return refresh(args.dry_run)
+    if args.cmd == "demo":
+        rc = refresh()
+        if rc == 0:
+            print_report()
+        return rc
+    if args.cmd == "report":
+        _env()
+        return print_report()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

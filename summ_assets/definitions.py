@@ -1,0 +1,44 @@
+"""Dagster definitions for summ-assets (`workspace.yaml` and `dagster -m summ_assets.definitions`)."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from summ_assets.defs import automation, evaluation, ingest, models, student, teacher
+from summ_assets.defs.resources import default_resources
+
+_ASSETS = [
+    models.teacher_base,
+    models.student_base,
+    ingest.raw_documents,
+    ingest.document_sections,
+    ingest.corpus_manifest,
+    ingest.summary_dataset,
+    teacher.teacher_adapter,
+    teacher.teacher_logits,
+    student.student_model,
+    student.student_baseline,
+    evaluation.evaluation_report,
+    evaluation.promoted_student,
+]
+
+UNPARTITIONED = {"corpus_manifest", "summary_dataset", "teacher_adapter", "teacher_logits", "student_model",
+                 "student_baseline", "evaluation_report", "promoted_student"}
+
+
+def _with_automation(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    if asset.key.to_user_string() in UNPARTITIONED:
+        return asset.with_attributes(automation_condition=automation.MODEL_CONDITION)
+    return asset
+
+
+ASSETS = [_with_automation(a) for a in _ASSETS]
+
+defs = dg.Definitions(
+    assets=ASSETS,
+    asset_checks=[evaluation.metric_sanity, evaluation.student_beats_baseline],
+    resources=default_resources(),
+    jobs=[automation.ingest_job, automation.train_job],
+    sensors=[automation.new_data_sensor, automation.automation_sensor],
+    schedules=[automation.nightly_stale_retrain],
+)

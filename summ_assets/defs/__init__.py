@@ -1,0 +1,1 @@
+"""The Dagster layer: thin asset bodies that call `summ_assets.core`."""

@@ -1,0 +1,30 @@
+"""Small helpers shared by the asset modules."""
+
+
+import json
+from typing import Any
+
+import dagster as dg
+
+GPU_POOL = "gpu"
+DOCUMENTS = dg.DynamicPartitionsDefinition(name="documents")
+
+
+def curve_md(curve: list[tuple[int, float]], name: str) -> str:
+    rows = "\n".join(f"| {s} | {v:.4f} |" for s, v in curve)
+    return f"| step | {name} |\n|---|---|\n{rows}\n"
+
+
+def json_md(obj: Any) -> dg.MetadataValue:
+    return dg.MetadataValue.json(json.loads(json.dumps(obj, default=str)))
+
+
+def progress_logger(context: dg.AssetExecutionContext, every: int = 1):
+    counter = {"n": 0}
+
+    def log(msg: str) -> None:
+        counter["n"] += 1
+        if counter["n"] % every == 0:
+            context.log.info(msg)
+
+    return log

@@ -1,0 +1,249 @@
+"""Front half: raw documents (one partition each) -> sections -> manifest -> labelled splits."""
+
+
+import functools
+from pathlib import Path
+
+import dagster as dg
+
+from summ_assets.core.artifacts import atomic_dir, stable_json_hash
+from summ_assets.defs.common import DOCUMENTS, json_md
+from summ_assets.defs.resources import SummSettings
+
+GROUP = "ingest"
+
+
+def doc_id_for(settings: SummSettings, partition_key: str) -> str:
+    from summ_assets.core.documents import DocumentError, discover
+
+    doc_id = discover(settings.data_root).get(partition_key)
+    if doc_id is None:
+        raise DocumentError(
+            f"partition {partition_key!r}: its file is gone from {settings.data_root} (deleted after the "
+            "partition was created); the new-data sensor drops the partition on its next tick"
+        )
+    return doc_id
+
+
+@dg.asset(
+    partitions_def=DOCUMENTS,
+    group_name=GROUP,
+    code_version="raw-documents-v1",
+    kinds={"file"},
+    description="One document under data/ (raw/, eval/similar/, eval/new/); data version = content hash.",
+)
+def raw_documents(context: dg.AssetExecutionContext, settings: SummSettings) -> dg.MaterializeResult:
+    from summ_assets.core.documents import read_document
+
+    profile = settings.get_profile()
+    doc_id = doc_id_for(settings, context.partition_key)
+    doc = read_document(settings.data_root, doc_id, profile.data.max_file_bytes)
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(doc.sha256[:24]),
+        metadata={
+            "doc_id": doc_id,
+            "path": dg.MetadataValue.path(str(doc.path)),
+            "bytes": doc.n_bytes,
+            "sha256": doc.sha256,
+            "had_bom": doc.had_bom,
+            "newline": repr(doc.newline),
+        },
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _counter(tokenizer_dir: str):
+    from transformers import AutoTokenizer
+
+    from summ_assets.core.chunking import TokenCounter
+
+    return TokenCounter(AutoTokenizer.from_pretrained(tokenizer_dir))
+
+
+def sections_path(settings: SummSettings, partition_key: str) -> Path:
+    return settings.asset_dir("document_sections") / f"{partition_key}.parquet"
+
+
+@dg.asset(
+    partitions_def=DOCUMENTS,
+    group_name=GROUP,
+    code_version="document-sections-v1",
+    kinds={"parquet"},
+    deps=[raw_documents],
+    description="Heading-aware, token-budgeted, lossless sections of one document (Parquet).",
+)
+def document_sections(
+    context: dg.AssetExecutionContext, settings: SummSettings, student_base: dict
+) -> dg.MaterializeResult:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from summ_assets.core.artifacts import atomic_write_bytes
+    from summ_assets.core.chunking import split_markdown
+    from summ_assets.core.documents import read_document
+
+    profile = settings.get_profile()
+    doc_id = doc_id_for(settings, context.partition_key)
+    doc = read_document(settings.data_root, doc_id, profile.data.max_file_bytes)
+    chunked = split_markdown(
+        doc.text,
+        _counter(student_base["path"]),
+        doc_id=doc_id,
+        max_tokens=profile.data.max_section_tokens,
+        min_tokens=profile.data.min_section_tokens,
+        source=str(doc.path),
+    )
+    assert chunked.front_matter_raw + "".join(s.text for s in chunked.sections) == doc.text
+    rows = [s.as_row() for s in chunked.sections]
+    for r in rows:
+        r["doc_sha256"] = doc.sha256
+        r["title"] = str(chunked.metadata.get("title", ""))
+    table = pa.Table.from_pylist(rows)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    out = sections_path(settings, context.partition_key)
+    atomic_write_bytes(out, sink.getvalue().to_pybytes())
+    split = sum(1 for s in chunked.sections if s.n_parts > 1)
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(stable_json_hash(sorted(r["section_id"] for r in rows))[:24]),
+        metadata={
+            "doc_id": doc_id,
+            "path": dg.MetadataValue.path(str(out)),
+            "dagster/row_count": len(rows),
+            "sections_split_for_budget": split,
+            "max_tokens": max((r["token_count"] for r in rows), default=0),
+            "front_matter": json_md(chunked.metadata),
+            "heading_paths": dg.MetadataValue.md("\n".join(f"- {r['heading_path'] or '(preamble)'}" for r in rows[:50])),
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    code_version="corpus-manifest-v1",
+    kinds={"parquet"},
+    deps=[dg.AssetDep(document_sections, partition_mapping=dg.AllPartitionMapping())],
+    description="Fan-in of every document's sections; data version = hash of the sorted section ids "
+    "(the single source of change for the model half).",
+)
+def corpus_manifest(context: dg.AssetExecutionContext, settings: SummSettings) -> dg.Output:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    keys = sorted(context.instance.get_dynamic_partitions(DOCUMENTS.name))
+    tables, missing = [], []
+    for k in keys:
+        p = sections_path(settings, k)
+        if p.exists():
+            tables.append(pq.read_table(p))
+        else:
+            missing.append(k)
+    if not tables:
+        raise dg.Failure("no document has sections yet: materialize document_sections first")
+    if missing:
+        context.log.warning(f"{len(missing)} document(s) have no sections (failed or not yet run): {missing[:10]}")
+    table = pa.concat_tables(tables, promote_options="default").sort_by([("doc_id", "ascending"), ("ordinal", "ascending")])
+    ids = table.column("section_id").to_pylist()
+    if len(set(ids)) != len(ids):
+        raise dg.Failure("duplicate section ids across documents")
+    version = stable_json_hash(sorted(ids))[:24]
+    target = settings.asset_dir("corpus_manifest") / version
+    if not target.exists():
+        with atomic_dir(target) as tmp:
+            pq.write_table(table, tmp / "manifest.parquet", compression="zstd")
+    n_docs = len(set(table.column("doc_id").to_pylist()))
+    return dg.Output(
+        str(target / "manifest.parquet"),
+        data_version=dg.DataVersion(version),
+        metadata={
+            "path": dg.MetadataValue.path(str(target / "manifest.parquet")),
+            "dagster/row_count": table.num_rows,
+            "documents": n_docs,
+            "documents_without_sections": len(missing),
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    code_version="summary-dataset-v1",
+    kinds={"parquet"},
+    check_specs=[dg.AssetCheckSpec("labels_valid", asset="summary_dataset")],
+    description="Sections joined with data/labels/*.jsonl into stable train/val/test_* splits (+ unlabelled).",
+)
+def summary_dataset(context: dg.AssetExecutionContext, settings: SummSettings, corpus_manifest: str):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from summ_assets.core.labels import enforce, load_labels, match_labels
+    from summ_assets.core.splits import SPLITS, assign_split, split_key
+
+    profile = settings.get_profile()
+    dc = profile.data
+    sections = pq.read_table(corpus_manifest).to_pylist()
+    rep = load_labels(settings.data_root / "labels", settings.data_root)
+    matched = match_labels(rep, sections, {s["doc_id"] for s in sections})
+    enforce(rep, dc.label_strictness)
+    for p in rep.problems:
+        context.log.warning(p)
+    by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
+    for s in sections:
+        lab = matched.get(s["section_id"])
+        split = assign_split(s["doc_id"], s["heading_path"], s["part"], lab is not None, dc.val_fraction,
+                             dc.test_seen_fraction)
+        by_split[split].append(
+            {
+                "section_id": s["section_id"],
+                "doc_id": s["doc_id"],
+                "heading_path": s["heading_path"],
+                "part": s["part"],
+                "text": s["text"],
+                "summary": lab.summary if lab else "",
+                "label_source": f"{lab.file}:{lab.line}" if lab else "",
+                "split_key": split_key(s["doc_id"], s["heading_path"], s["part"]),
+            }
+        )
+    caps = {"train": dc.max_train, "val": dc.max_val, "test_seen": dc.max_test, "test_similar": dc.max_test,
+            "test_new": dc.max_test}
+    for split, rows in by_split.items():
+        rows.sort(key=lambda r: r["split_key"])
+        cap = caps.get(split)
+        if cap is not None:
+            del rows[cap:]
+    version = stable_json_hash({k: [(r["section_id"], r["summary"]) for r in v] for k, v in by_split.items()})[:24]
+    target = settings.asset_dir("summary_dataset") / version
+    if not target.exists():
+        with atomic_dir(target) as tmp:
+            for split, rows in by_split.items():
+                schema = pa.schema([(n, pa.string()) for n in ("section_id", "doc_id", "heading_path")]
+                                   + [("part", pa.int64()), ("text", pa.string()), ("summary", pa.string()),
+                                      ("label_source", pa.string()), ("split_key", pa.string())])
+                pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp / f"{split}.parquet", compression="zstd")
+    counts = {k: len(v) for k, v in by_split.items()}
+    context.log.info(f"splits: {counts}")
+    yield dg.Output(
+        str(target),
+        data_version=dg.DataVersion(version),
+        metadata={
+            "path": dg.MetadataValue.path(str(target)),
+            **{f"n_{k}": v for k, v in counts.items()},
+            "labels": len(rep.labels),
+            "labels_matched": len(matched),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="labels_valid",
+        passed=not rep.problems,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "problems": len(rep.problems),
+            **{f"problems_{k}": v for k, v in rep.counts.items()},
+            "first_problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in rep.problems[:20]) or "none"),
+        },
+    )
+
+
+def read_split(dataset_dir: str, split: str) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(Path(dataset_dir) / f"{split}.parquet").to_pylist()

@@ -1,0 +1,136 @@
+"""Base models as assets: resolved per profile (built tiny, converted GGUF, pruned, hub/local)."""
+
+
+import json
+from pathlib import Path
+
+import dagster as dg
+
+from summ_assets.core.artifacts import atomic_dir, sha256_dir, stable_json_hash, write_json
+from summ_assets.defs.resources import SummSettings
+
+GROUP = "models"
+
+
+def _folder_version(path: Path) -> str:
+    marker = path / ".summ_version"
+    if marker.exists():
+        return marker.read_text().strip()
+    return sha256_dir(path)[:16]
+
+
+def _finish(path: Path, info: dict, kind: str) -> dg.Output:
+    version = _folder_version(path)
+    from summ_assets.core.models import count_parameters  # noqa: F401  (import cost only in bodies)
+
+    cfg = json.loads((path / "config.json").read_text())
+    meta = {
+        "path": dg.MetadataValue.path(str(path)),
+        "dagster/uri": str(path),
+        "source": info.get("source", kind),
+        "model_type": cfg.get("model_type", ""),
+        "num_hidden_layers": int(cfg.get("num_hidden_layers") or cfg.get("text_config", {}).get("num_hidden_layers", 0)),
+        "vocab_size": int(cfg.get("vocab_size") or 0),
+    }
+    for k in ("parameters",):
+        if k in info:
+            meta[k] = int(info[k])
+    if "kept_layers" in info:
+        meta["kept_layers"] = str(info["kept_layers"])
+    return dg.Output({"path": str(path), **info}, data_version=dg.DataVersion(version), metadata=meta)
+
+
+def _stamp(tmp: Path, payload: dict) -> None:
+    (tmp / ".summ_version").write_text(stable_json_hash({"dir": sha256_dir(tmp), **payload})[:16])
+
+
+@dg.asset(group_name=GROUP, code_version="teacher-base-v1", kinds={"pytorch", "huggingface"})
+def teacher_base(context: dg.AssetExecutionContext, settings: SummSettings) -> dg.Output:
+    """The teacher's base model folder (tiny: built from config; demo: Gemma 3 270M converted once
+    from the GGUF package; gemma2: a hub id or local folder)."""
+    profile = settings.get_profile()
+    src = profile.teacher.source
+    root = settings.asset_dir("teacher_base")
+    if src == "tiny:teacher":
+        from summ_assets.core.documents import discover, read_document
+        from summ_assets.core.models import build_tiny_model, train_tiny_tokenizer
+
+        docs = discover(settings.data_root, ("raw",))
+        texts = [read_document(settings.data_root, d).text for d in sorted(docs.values())]
+        if not texts:
+            raise dg.Failure(f"no documents under {settings.data_root / 'raw'} to train the tiny tokenizer on")
+        key = stable_json_hash({"src": src, "texts": [t[:64] for t in texts], "n": len(texts)})[:12]
+        target = root / f"tiny-{key}"
+        if not target.exists():
+            with atomic_dir(target) as tmp:
+                train_tiny_tokenizer(texts, tmp)
+                build_tiny_model("teacher", tmp, tmp, seed=profile.seed)
+                _stamp(tmp, {"src": src})
+        context.log.info(f"tiny teacher at {target}")
+        return _finish(target, {"source": src}, "tiny")
+    if src.startswith("gguf:"):
+        from summ_assets.core.models import convert_gemma3_gguf
+
+        target = root / "gguf-gemma3-270m"
+        if not target.exists():
+            context.log.info("converting Gemma 3 270M GGUF -> safetensors (once; ~1-2 min)")
+            with atomic_dir(target) as tmp:
+                convert_gemma3_gguf(tmp, settings.artifacts_root / "_cache" / "gguf")
+                _stamp(tmp, {"src": src})
+        return _finish(target, {"source": src}, "gguf")
+    from summ_assets.core.models import resolve_pretrained
+
+    info = resolve_pretrained(src, root)
+    return _finish(Path(info["path"]), {"source": src, **info}, "pretrained")
+
+
+@dg.asset(group_name=GROUP, code_version="student-base-v1", kinds={"pytorch", "huggingface"})
+def student_base(context: dg.AssetExecutionContext, settings: SummSettings, teacher_base: dict) -> dg.Output:
+    """The student's starting point (tiny: random small model sharing the teacher's tokenizer;
+    demo: the teacher's base depth-pruned; gemma2: a hub id or local folder). Tokenizer identity
+    with the teacher is checked."""
+    profile = settings.get_profile()
+    src = profile.student.source
+    root = settings.asset_dir("student_base")
+    tdir = Path(teacher_base["path"])
+    if src == "tiny:student":
+        from summ_assets.core.models import build_tiny_model
+
+        target = root / f"tiny-{_folder_version(tdir)}"
+        if not target.exists():
+            with atomic_dir(target) as tmp:
+                build_tiny_model("student", tdir, tmp, seed=profile.seed)
+                _stamp(tmp, {"src": src, "teacher": _folder_version(tdir)})
+        info: dict = {"source": src}
+    elif src.startswith("prune:"):
+        from summ_assets.core.models import prune_layers
+
+        spec = src.split(":", 1)[1]
+        target = root / f"pruned-{stable_json_hash({'t': _folder_version(tdir), 's': spec})[:12]}"
+        info_file = target / "pruning.json"
+        if not target.exists():
+            with atomic_dir(target) as tmp:
+                info = prune_layers(tdir, tmp, spec)
+                write_json(tmp / "pruning.json", info)
+                _stamp(tmp, {"src": src, "teacher": _folder_version(tdir)})
+        info = {"source": src, **json.loads(info_file.read_text())}
+        context.log.info(f"pruned student keeps layers {info['kept_layers']} of {info['base_layers']}")
+    else:
+        from summ_assets.core.models import resolve_pretrained
+
+        info = resolve_pretrained(src, root)
+        target = Path(info["path"])
+        info["source"] = src
+    from transformers import AutoTokenizer
+
+    from summ_assets.core.models import tokenizer_fingerprint
+
+    t_fp = tokenizer_fingerprint(AutoTokenizer.from_pretrained(tdir))
+    s_fp = tokenizer_fingerprint(AutoTokenizer.from_pretrained(target))
+    if t_fp != s_fp:
+        raise dg.Failure(
+            f"student tokenizer ({target}) differs from the teacher's ({tdir}): token-level distillation needs "
+            "the same vocabulary and chat template"
+        )
+    info["tokenizer_fingerprint"] = s_fp
+    return _finish(target, info, "student")

@@ -1,0 +1,49 @@
+"""What is stale? Dagster's own resolver (the one behind the UI's 'Materialize unsynced') on our graph,
+plus the file-content check Dagster cannot do for a materialized source (a changed document)."""
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+
+def resolver(instance: dg.DagsterInstance, assets: list) -> object:
+    from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
+    from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+    from dagster._core.definitions.data_version import CachingStaleStatusResolver
+    from dagster._time import get_current_datetime
+
+    graph = AssetGraph.from_assets(assets)
+    view = AssetGraphView(
+        temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+        instance=instance,
+        asset_graph=graph,
+    )
+    return CachingStaleStatusResolver(instance=instance, asset_graph=graph, loading_context=view)
+
+
+@dataclass
+class Plan:
+    stale: dict[str, list[str]] = field(default_factory=dict)  # key -> causes
+    fresh: list[str] = field(default_factory=list)
+
+
+def status_of(res, key: str, partition: str | None = None) -> tuple[str, list[str]]:
+    from dagster._core.definitions.data_version import StaleStatus
+
+    st = res.get_status(dg.AssetKey(key), partition)
+    if st == StaleStatus.MISSING:
+        return "missing", ["never materialized"]
+    if st == StaleStatus.STALE:
+        causes = res.get_stale_root_causes(dg.AssetKey(key), partition)
+        return "stale", [f"{c.category.value.lower()}: {c.reason}" for c in causes] or ["stale"]
+    return "fresh", []
+
+
+def latest_data_version(instance: dg.DagsterInstance, key: str, partition: str | None = None) -> str | None:
+    from dagster._core.definitions.data_version import extract_data_version_from_entry
+
+    rec = instance.get_latest_data_version_record(dg.AssetKey(key), partition_key=partition)
+    if rec is None:
+        return None
+    dv = extract_data_version_from_entry(rec.event_log_entry)
+    return dv.value if dv is not None else None

@@ -1,0 +1,131 @@
+"""Student half: the distilled student (data + cached teacher logits) and its CE-only baseline."""
+
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import dagster as dg
+
+from summ_assets.core.artifacts import atomic_dir, sha256_file, stable_json_hash, write_json
+from summ_assets.defs.common import GPU_POOL, curve_md, progress_logger
+from summ_assets.defs.ingest import read_split
+from summ_assets.defs.modelcard import write_model_card
+from summ_assets.defs.resources import ComputeResource, SummSettings
+from summ_assets.defs.teacher import _base_version
+
+GROUP = "student"
+
+
+def _weights_version(folder: Path) -> str:
+    files = sorted(folder.glob("*.safetensors"))
+    return stable_json_hash([sha256_file(f) for f in files])[:24]
+
+
+def _train(
+    context: dg.AssetExecutionContext,
+    settings: SummSettings,
+    compute: ComputeResource,
+    asset: str,
+    code_version: str,
+    student_base: dict,
+    summary_dataset: str,
+    teacher_logits: dict | None,
+) -> dg.Output:
+    from transformers import AutoTokenizer
+
+    from summ_assets.core.examples import build_examples
+    from summ_assets.core.kd import attach_teacher, train_student
+
+    profile = compute.configure(settings.get_profile())
+    alpha = profile.student.alpha if teacher_logits is not None else 0.0
+    key = stable_json_hash(
+        {"base": _base_version(student_base), "data": summary_dataset, "cache": (teacher_logits or {}).get("version"),
+         "cfg": asdict(profile.student), "d": asdict(profile.data), "alpha": alpha, "code": code_version}
+    )[:16]
+    root = settings.asset_dir(asset)
+    target = root / key
+    if target.exists():
+        context.log.info(f"{asset} for these inputs already trained at {target}; reusing")
+        metrics = json.loads((target / "training_metrics.json").read_text())
+    else:
+        tok = AutoTokenizer.from_pretrained(student_base["path"])
+        dp = profile.data
+        train = build_examples(read_split(summary_dataset, "train"), tok, dp.max_prompt_tokens, dp.max_summary_tokens)
+        val = build_examples(read_split(summary_dataset, "val"), tok, dp.max_prompt_tokens, dp.max_summary_tokens)
+        if not train:
+            raise dg.Failure("the train split is empty")
+        if teacher_logits is not None:
+            from summ_assets.core import logits_cache as lc
+            spec = lc.CacheSpec(**{k: teacher_logits["spec"][k] for k in (
+                "mode", "k", "n_samples", "teacher_fingerprint", "tokenizer_hash", "chat_template_hash")})
+            from summ_assets.core.models import tokenizer_fingerprint
+
+            if spec.tokenizer_hash != tokenizer_fingerprint(tok):
+                raise dg.Failure("teacher logit cache was made with another tokenizer than the student's")
+            cache = lc.load(Path(teacher_logits["path"]), spec, {e["example_key"] for e in train})
+            train = attach_teacher(train, cache)
+        with atomic_dir(target) as tmp:
+            metrics = train_student(
+                Path(student_base["path"]), train, val, profile, root / "_work" / key, tmp, alpha=alpha,
+                progress=progress_logger(context),
+            )
+            write_json(tmp / "training_metrics.json", metrics)
+            lineage = {"student_base": student_base["path"], "summary_dataset": summary_dataset,
+                       "teacher_logits": (teacher_logits or {}).get("path"), "train_examples": len(train)}
+            title = "summ-assets distilled student" if alpha > 0 else "summ-assets CE-only student baseline"
+            write_model_card(tmp, title, lineage, {**asdict(profile.student), "alpha": alpha}, metrics)
+    version = _weights_version(target)
+    return dg.Output(
+        {"path": str(target), "version": version, "alpha": alpha},
+        data_version=dg.DataVersion(version),
+        metadata={
+            "path": dg.MetadataValue.path(str(target)),
+            "alpha": float(alpha),
+            "val_loss": float(metrics["val_loss"]),
+            "base_val_loss": float(metrics["base_val_loss"]),
+            "train_seconds": float(metrics["train_seconds"]),
+            "seconds_per_step": float(metrics["seconds_per_step"]),
+            "steps": int(metrics["steps"]),
+            "parameters": int(metrics["parameters"]),
+            "trainable_parameters": int(metrics["trainable_parameters"]),
+            "train_loss_curve": dg.MetadataValue.md(curve_md(metrics["train_loss_curve"], "train loss")),
+        },
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    pool=GPU_POOL,
+    code_version="student-model-v1",
+    kinds={"pytorch", "huggingface"},
+    description="The student distilled from data + cached teacher logits (alpha*T^2*KL + (1-alpha)*CE).",
+)
+def student_model(
+    context: dg.AssetExecutionContext,
+    settings: SummSettings,
+    compute: ComputeResource,
+    student_base: dict,
+    summary_dataset: str,
+    teacher_logits: dict,
+) -> dg.Output:
+    return _train(context, settings, compute, "student_model", "student-model-v1", student_base, summary_dataset,
+                  teacher_logits)
+
+
+@dg.asset(
+    group_name=GROUP,
+    pool=GPU_POOL,
+    code_version="student-baseline-v1",
+    kinds={"pytorch", "huggingface"},
+    description="The same student, data, steps and learning rate, CE only: what distillation must beat.",
+)
+def student_baseline(
+    context: dg.AssetExecutionContext,
+    settings: SummSettings,
+    compute: ComputeResource,
+    student_base: dict,
+    summary_dataset: str,
+) -> dg.Output:
+    return _train(context, settings, compute, "student_baseline", "student-baseline-v1", student_base,
+                  summary_dataset, None)
