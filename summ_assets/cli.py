@@ -19,8 +19,18 @@ OFFLINE_ENV = {
 }
 
 # unpartitioned assets in dependency order
-ORDER = ["teacher_base", "student_base", "corpus_manifest", "summary_dataset", "teacher_adapter",
-         "student_baseline", "teacher_logits", "student_model", "evaluation_report", "promoted_student"]
+ORDER = [
+    "teacher_base",
+    "student_base",
+    "corpus_manifest",
+    "summary_dataset",
+    "teacher_adapter",
+    "student_baseline",
+    "teacher_logits",
+    "student_model",
+    "evaluation_report",
+    "promoted_student",
+]
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -42,15 +52,18 @@ def _dagster_materialize(key: str) -> int:
     tail: list[str] = []
     for line in proc.stdout:
         clean = _ANSI.sub("", line.rstrip())
-        tail = (tail + [clean])[-40:]
-        m = re.search(r" - (INFO|WARNING|ERROR) - (.*)$", clean)
-        if m and "ASSET_MATERIALIZATION" not in clean and "dagster - " not in clean[:60]:
-            msg = m.group(2)
-            msg = re.sub(r"^[^-]+ - [0-9a-f-]{36} - \d+ - ", "", msg)
-            print(f"    {msg[:200]}", flush=True)
+        if not clean.lstrip().startswith(('File "', "yield ", "raise ", "for ", "return ")):
+            tail = (tail + [clean])[-400:]
+        m = re.search(
+            r" - dagster - (INFO|WARNING|ERROR) - [^ ]+ - [0-9a-f-]{36} - (?:\d+ - )?([a-z_]+) - (.*)$", clean
+        )
+        if m and not re.match(r"[A-Z_]{6,} - ", m.group(3)):
+            print(f"    {m.group(2)}: {m.group(3)[:200]}", flush=True)
     rc = proc.wait()
     if rc != 0:
-        print("\n".join("    | " + t for t in tail), flush=True)
+        errors = [t for t in tail if re.match(r"^[\w.]+(Error|Exception|Failure)\b", t.strip())]
+        shown = errors[-3:] or tail[-25:]
+        print("\n".join("    | " + t for t in shown), flush=True)
     return rc
 
 
@@ -61,13 +74,16 @@ def refresh(dry_run: bool = False) -> int:
 
     from summ_assets.core.artifacts import sha256_file
     from summ_assets.core.documents import discover
+    from summ_assets.definitions import ASSETS
     from summ_assets.defs.common import DOCUMENTS
     from summ_assets.defs.resources import default_resources
     from summ_assets.defs.staleness import latest_data_version, resolver, status_of
-    from summ_assets.definitions import ASSETS
 
     if not os.environ.get("DAGSTER_HOME"):
-        print("DAGSTER_HOME is not set: refresh needs a persistent Dagster instance (see README)", file=sys.stderr)
+        print(
+            "DAGSTER_HOME is not set: refresh needs a persistent Dagster instance (see README)",
+            file=sys.stderr,
+        )
         return 2
     instance = dg.DagsterInstance.get()
     resources = default_resources()
@@ -138,21 +154,35 @@ def refresh(dry_run: bool = False) -> int:
 
         for i, (pk, doc_id, why) in enumerate(todo, 1):
             result = dg.materialize(
-                ASSETS, selection=[raw_documents, document_sections], partition_key=pk, instance=instance,
-                resources=resources, raise_on_error=False, tags={"summ_assets/trigger": "refresh"},
+                ASSETS,
+                selection=[raw_documents, document_sections],
+                partition_key=pk,
+                instance=instance,
+                resources=resources,
+                raise_on_error=False,
+                tags={"summ_assets/trigger": "refresh"},
             )
             mark = "ok" if result.success else "FAILED"
             if not result.success:
                 failures.append(doc_id)
-                err = next((e.event_specific_data.error.message.strip().splitlines()[-1]
-                            for e in result.all_events if e.is_step_failure), "see the UI")
+                err = next(
+                    (
+                        e.event_specific_data.error.message.strip().splitlines()[-1]
+                        for e in result.all_events
+                        if e.is_step_failure
+                    ),
+                    "see the UI",
+                )
                 mark += f": {err[:300]}"
             print(f"    [{i}/{len(todo)}] {doc_id} ({why}) {mark}", flush=True)
 
     # 4. the model half, in dependency order, each only if stale after its upstream ran
     force = {"corpus_manifest"} if (todo or add or drop) else set()
     ok = run_unpartitioned(ORDER[2:], force)
-    _say(f"refresh done in {time.time() - t0:.0f}s" + (f"; failed: {failures}" if failures else "; all up to date"))
+    _say(
+        f"refresh done in {time.time() - t0:.0f}s"
+        + (f"; failed: {failures}" if failures else "; all up to date")
+    )
     return 0 if ok and not failures else 1
 
 
@@ -163,7 +193,7 @@ def latest_report() -> Path | None:
     ev = instance.get_latest_materialization_event(dg.AssetKey("evaluation_report"))
     if ev is None or ev.asset_materialization is None:
         return None
-    return Path(ev.asset_materialization.metadata["path"].value)
+    return Path(ev.asset_materialization.metadata["artifact"].value)
 
 
 def print_report() -> int:

@@ -22,8 +22,16 @@ _ASSETS = [
     evaluation.promoted_student,
 ]
 
-UNPARTITIONED = {"corpus_manifest", "summary_dataset", "teacher_adapter", "teacher_logits", "student_model",
-                 "student_baseline", "evaluation_report", "promoted_student"}
+UNPARTITIONED = {
+    "corpus_manifest",
+    "summary_dataset",
+    "teacher_adapter",
+    "teacher_logits",
+    "student_model",
+    "student_baseline",
+    "evaluation_report",
+    "promoted_student",
+}
 
 
 def _with_automation(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:

@@ -135,9 +135,12 @@ def _find_headings(text: str, start: int) -> list[tuple[int, int, str]]:
         line = raw.rstrip("\r\n")
         fm = _FENCE.match(line)
         if fence is not None:
-            if fm and fm.group(1)[0] == fence[0] and len(fm.group(1)) >= len(fence) and not line.strip()[
-                len(fm.group(1)) :
-            ].strip():
+            if (
+                fm
+                and fm.group(1)[0] == fence[0]
+                and len(fm.group(1)) >= len(fence)
+                and not line.strip()[len(fm.group(1)) :].strip()
+            ):
                 fence = None
             prev_blank = False
             continue
@@ -331,4 +334,3 @@ def sections_for_cli(path: str, max_tokens: int = 384) -> list[tuple[str, int, i
     with open(path, encoding="utf-8-sig") as fh:
         doc = split_markdown(fh.read(), CharCounter(2), doc_id=path, max_tokens=max_tokens)
     return [(s.heading_path, s.part, s.n_parts) for s in doc.sections]
-

@@ -90,7 +90,9 @@ def read_document(data_root: Path, doc_id: str, max_bytes: int = DEFAULT_MAX_BYT
     if ".." in Path(doc_id).parts or Path(doc_id).is_absolute():
         raise DocumentError(f"{doc_id}: path escapes the data folder")
     if path.suffix.lower() not in EXTENSIONS:
-        raise DocumentError(f"{path}: unsupported extension {path.suffix!r}; supported: {', '.join(EXTENSIONS)}")
+        raise DocumentError(
+            f"{path}: unsupported extension {path.suffix!r}; supported: {', '.join(EXTENSIONS)}"
+        )
     if not path.exists() and not path.is_symlink():
         raise DocumentError(
             f"{path}: file is gone (deleted after its partition was created); "

@@ -13,7 +13,9 @@ def example_key(input_ids: list[int]) -> str:
     return hashlib.sha256(",".join(map(str, input_ids)).encode()).hexdigest()[:24]
 
 
-def build_examples(rows: list[dict[str, Any]], tokenizer: Any, max_prompt_tokens: int, max_summary_tokens: int):
+def build_examples(
+    rows: list[dict[str, Any]], tokenizer: Any, max_prompt_tokens: int, max_summary_tokens: int
+):
     """rows with section_id/text/summary -> list of {example_key, section_id, input_ids, completion_start}."""
     out = []
     for r in rows:

@@ -50,7 +50,9 @@ def summarize_texts(
                 )
             gen = out[:, enc["input_ids"].shape[1] :]
             for row, i in zip(gen, idx, strict=True):
-                stop = [j for j, t in enumerate(row.tolist()) if t in (eos if isinstance(eos, list) else [eos])]
+                stop = [
+                    j for j, t in enumerate(row.tolist()) if t in (eos if isinstance(eos, list) else [eos])
+                ]
                 n = (stop[0] + 1) if stop else len(row)
                 new_tokens += n
                 results[i] = tokenizer.decode(row[:n], skip_special_tokens=True).strip()

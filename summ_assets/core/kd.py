@@ -40,20 +40,23 @@ def teacher_buckets(t_lp: Any, t_tail: Any, valid: Any, temperature: float, voca
         lp = lp / temperature
         # uniform tail: each of n_tail ids has p = tail / n_tail -> tempered (tail/n)^(1/T) * n
         tail = (tail - n_tail.log()) / temperature + n_tail.log()
-    dist = _log_bucket_dist(lp, tail)
+    # an empty tail (-inf) becomes a vanishing one: reverse KL / JSD stay finite, forward KL ignores it
+    dist = _log_bucket_dist(lp, tail.clamp(min=-1e4))
     return dist - torch.logsumexp(dist, dim=-1, keepdim=True)
 
 
 def student_buckets(logits: Any, t_ids: Any, valid: Any, temperature: float) -> Any:
-    """Student [N, K+1] log distribution: log q_T at the teacher's ids + exact tail mass."""
+    """Student [N, K+1] log distribution: log q_T at the teacher's ids + the exact mass of all other ids."""
     import torch
 
     logq = torch.log_softmax(logits.float() / temperature, dim=-1)
-    sel = logq.gather(-1, t_ids.clamp(min=0))
+    ids = t_ids.clamp(min=0)
+    sel = logq.gather(-1, ids)
     neg_inf = torch.tensor(float("-inf"), device=logits.device)
     sel = torch.where(valid, sel, neg_inf)
-    covered = torch.logsumexp(sel, dim=-1).clamp(max=-1e-6)
-    tail = torch.log(-torch.expm1(covered))  # log(1 - sum q_sel)
+    chosen = torch.zeros_like(logq, dtype=torch.bool).scatter_(-1, ids, valid)
+    # -1e4 instead of -inf keeps logsumexp's gradient finite when every id is stored (tail mass = 0)
+    tail = torch.logsumexp(logq.masked_fill(chosen, -1e4), dim=-1)
     return _log_bucket_dist(sel, tail)
 
 
@@ -93,7 +96,9 @@ def sparse_kd_loss(
     return per.mean() * temperature**2
 
 
-def dense_kd_loss(student_logits: Any, teacher_logprobs: Any, temperature: float = 1.0, divergence: str = "forward_kl"):
+def dense_kd_loss(
+    student_logits: Any, teacher_logprobs: Any, temperature: float = 1.0, divergence: str = "forward_kl"
+):
     """Reference: the same divergence over the full vocabulary (tests compare against this)."""
     import torch
 
@@ -152,7 +157,9 @@ def collate(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
         for i, (a, b) in enumerate(zip(per_pos_ids, per_pos_lp, strict=True)):
             ids[i, : len(a)] = torch.tensor(a, dtype=torch.long)
             lp[i, : len(b)] = torch.tensor(b, dtype=torch.float32)
-        batch.update(teacher_ids=ids, teacher_logprobs=lp, teacher_tail=torch.tensor(tails, dtype=torch.float32))
+        batch.update(
+            teacher_ids=ids, teacher_logprobs=lp, teacher_tail=torch.tensor(tails, dtype=torch.float32)
+        )
     return batch
 
 
@@ -169,8 +176,14 @@ def _trainer_cls() -> Any:
         very same code path, so the comparison isolates what distillation adds.
         """
 
-        def __init__(self, *a: Any, alpha: float = 0.5, temperature: float = 1.0,
-                     divergence: str = "forward_kl", **kw: Any):
+        def __init__(
+            self,
+            *a: Any,
+            alpha: float = 0.5,
+            temperature: float = 1.0,
+            divergence: str = "forward_kl",
+            **kw: Any,
+        ):
             super().__init__(*a, **kw)
             self.alpha, self.temperature, self.divergence = alpha, temperature, divergence
             self.kd_log: list[tuple[int, float, float]] = []
@@ -183,8 +196,12 @@ def _trainer_cls() -> Any:
             loss = ce
             if self.alpha > 0 and "teacher_ids" in inputs:
                 kd = sparse_kd_loss(
-                    logits, inputs["teacher_ids"], inputs["teacher_logprobs"], inputs["teacher_tail"],
-                    temperature=self.temperature, divergence=self.divergence,
+                    logits,
+                    inputs["teacher_ids"],
+                    inputs["teacher_logprobs"],
+                    inputs["teacher_tail"],
+                    temperature=self.temperature,
+                    divergence=self.divergence,
                 )
                 loss = self.alpha * kd + (1 - self.alpha) * ce
                 if model.training:
@@ -226,8 +243,13 @@ def train_student(
 
         model = get_peft_model(
             model,
-            LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                       target_modules=list(profile.teacher.target_modules), task_type="CAUSAL_LM"),
+            LoraConfig(
+                r=cfg.lora_r,
+                lora_alpha=cfg.lora_alpha,
+                lora_dropout=0.0,
+                target_modules=list(profile.teacher.target_modules),
+                task_type="CAUSAL_LM",
+            ),
         )
     elif cfg.freeze_embeddings:
         for p in model.get_input_embeddings().parameters():
@@ -238,7 +260,9 @@ def train_student(
                 p.requires_grad_(False)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    base_val_loss = mean_completion_loss(model, val_examples, tok.pad_token_id) if val_examples else float("nan")
+    base_val_loss = (
+        mean_completion_loss(model, val_examples, tok.pad_token_id) if val_examples else float("nan")
+    )
 
     class Progress(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001

@@ -118,13 +118,16 @@ def match_labels(rep: LabelReport, sections: list[dict[str, Any]], known_docs: s
             rep.problem(
                 "ambiguous",
                 f"{where}: {len(cands)} sections match doc={lab.doc!r} heading_path={lab.heading_path!r} "
-                "(the section was split into parts: add \"part\": N, or use \"section_id\")",
+                '(the section was split into parts: add "part": N, or use "section_id")',
             )
             continue
         sid = cands[0]["section_id"]
         if sid in matched:
             first = matched[sid]
-            rep.problem("duplicate", f"{where}: duplicate label for the section already labelled at {first.file}:{first.line}")
+            rep.problem(
+                "duplicate",
+                f"{where}: duplicate label for the section already labelled at {first.file}:{first.line}",
+            )
             continue
         matched[sid] = lab
     return matched

@@ -52,7 +52,9 @@ def completion_logits(model: Any, input_ids: Any, attention_mask: Any, labels: A
 def completion_ce(model: Any, batch: dict[str, Any]) -> Any:
     import torch.nn.functional as F
 
-    logits, targets, _ = completion_logits(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    logits, targets, _ = completion_logits(
+        model, batch["input_ids"], batch["attention_mask"], batch["labels"]
+    )
     return F.cross_entropy(logits, targets)
 
 
@@ -73,7 +75,9 @@ def pad_batch(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
     return {"input_ids": ids, "labels": labels, "attention_mask": att}
 
 
-def mean_completion_loss(model: Any, examples: list[dict[str, Any]], pad_id: int, batch_size: int = 8) -> float:
+def mean_completion_loss(
+    model: Any, examples: list[dict[str, Any]], pad_id: int, batch_size: int = 8
+) -> float:
     """Token-weighted mean CE on the summary tokens of `examples` (no grad)."""
     import torch
     import torch.nn.functional as F

@@ -79,15 +79,19 @@ class CacheSpec:
         }
 
 
-def tail_logprob(top_logprobs: Any) -> Any:
-    """log(1 - sum(exp(lp))) per row, stable; -inf when the stored entries hold all the mass."""
+def tail_logprob(top_logprobs: Any, eps: float = 1e-5) -> Any:
+    """log(1 - sum(exp(lp))) per row, stable; -inf when the stored entries hold all but < `eps` of
+    the mass (below float32 resolution of a full-vocabulary log-softmax)."""
     import torch
 
     lse = torch.logsumexp(top_logprobs.float(), dim=-1).clamp(max=0.0)
-    return torch.log(-torch.expm1(lse)).clamp(min=-1e4).where(lse < -1e-7, torch.tensor(float("-inf")))
+    tail = torch.log(-torch.expm1(lse))
+    return torch.where(lse < -eps, tail, torch.full_like(tail, float("-inf")))
 
 
-def sparse_targets(logprobs: Any, mode: str, k: int, n_samples: int, generator: Any = None) -> tuple[Any, Any, Any]:
+def sparse_targets(
+    logprobs: Any, mode: str, k: int, n_samples: int, generator: Any = None
+) -> tuple[Any, Any, Any]:
     """From full-vocab teacher log-probs [N, V] -> (ids [N, K'], logprobs [N, K'], tail [N]).
 
     topk: the k largest log-probs + the tail mass. sampled: N draws from p, unique ids with
@@ -195,8 +199,15 @@ def read_metadata(path: Path) -> dict[str, Any]:
 
 def check_compatible(meta: dict[str, Any], spec: CacheSpec, where: str) -> None:
     want = spec.metadata()
-    for key in ("schema_version", "mode", "k", "n_samples", "teacher_fingerprint", "tokenizer_hash",
-                "chat_template_hash"):
+    for key in (
+        "schema_version",
+        "mode",
+        "k",
+        "n_samples",
+        "teacher_fingerprint",
+        "tokenizer_hash",
+        "chat_template_hash",
+    ):
         if meta.get(key) != want[key]:
             raise CacheMismatchError(
                 f"{where}: logit cache {key}={meta.get(key)!r} but the current run expects {want[key]!r}; "
@@ -214,7 +225,9 @@ def cached_keys(cache_dir: Path) -> dict[str, Path]:
     return out
 
 
-def load(cache_dir: Path, spec: CacheSpec | None = None, keys: set[str] | None = None) -> dict[str, dict[str, Any]]:
+def load(
+    cache_dir: Path, spec: CacheSpec | None = None, keys: set[str] | None = None
+) -> dict[str, dict[str, Any]]:
     """{example_key: row} for the cache folder (all shards), verifying metadata against `spec`."""
     import pyarrow.parquet as pq
 

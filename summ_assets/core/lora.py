@@ -81,7 +81,9 @@ def train_lora_teacher(
         model = AutoModelForCausalLM.from_pretrained(base_dir, device_map="auto", **model_kwargs)
 
     t0 = time.time()
-    base_val_loss = mean_completion_loss(model, val_examples, tok.pad_token_id) if val_examples else float("nan")
+    base_val_loss = (
+        mean_completion_loss(model, val_examples, tok.pad_token_id) if val_examples else float("nan")
+    )
     log.info("untuned base val loss %.4f (%.1fs)", base_val_loss, time.time() - t0)
 
     train_ds = Dataset.from_list(sft_rows(train_rows, tok, profile.data.max_prompt_tokens))
@@ -129,8 +131,13 @@ def train_lora_teacher(
                 progress(f"teacher step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f}")
 
     trainer = _sft_trainer_cls()(
-        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tok,
-        peft_config=lora, callbacks=[Progress()],
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tok,
+        peft_config=lora,
+        callbacks=[Progress()],
     )
     resume = last_checkpoint(work_dir)
     if resume:
@@ -146,7 +153,9 @@ def train_lora_teacher(
     trainer.model.save_pretrained(adapter_dir)
     tok.save_pretrained(adapter_dir)
     merged = trainer.model.merge_and_unload()
-    final_val_loss = mean_completion_loss(merged, val_examples, tok.pad_token_id) if val_examples else float("nan")
+    final_val_loss = (
+        mean_completion_loss(merged, val_examples, tok.pad_token_id) if val_examples else float("nan")
+    )
     merged.save_pretrained(merged_dir)
     tok.save_pretrained(merged_dir)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)

@@ -40,7 +40,13 @@ def train_tiny_tokenizer(texts: Iterable[str], out_dir: Path, vocab_size: int = 
     byte_pieces = [f"<0x{i:02X}>" for i in range(256)]
     tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
     tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never")
+    # newlines are their own pieces (as in Gemma): a turn's trailing "\n" never merges with the next text
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split("\n", behavior="isolated"),
+            pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="never"),
+        ]
+    )
     tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
     alphabet = [chr(c) for c in range(32, 127)] + ["▁", "\n"] + list(_ks_x_1001_hangul())
     trainer = trainers.BpeTrainer(
@@ -73,10 +79,22 @@ def train_tiny_tokenizer(texts: Iterable[str], out_dir: Path, vocab_size: int = 
 
 
 TINY_DIMS = {
-    "teacher": dict(hidden_size=128, intermediate_size=512, num_hidden_layers=3, num_attention_heads=4,
-                    num_key_value_heads=2, head_dim=32),
-    "student": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                    num_key_value_heads=2, head_dim=16),
+    "teacher": dict(
+        hidden_size=128,
+        intermediate_size=512,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+    ),
+    "student": dict(
+        hidden_size=64,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+    ),
 }
 
 
@@ -134,7 +152,9 @@ def convert_gemma3_gguf(out_dir: Path, cache_dir: Path) -> None:
     gguf_path = Path(assemble(cache_dir / "gemma-3-270m-q4_k_m.gguf"))
     log.info("assembled %s (%.0f MB)", gguf_path, gguf_path.stat().st_size / 1e6)
     tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
+    )
     config = model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -159,7 +179,9 @@ def parse_layers(spec: str, n_layers: int) -> list[int]:
         keep = sorted({int(x) for x in spec.split(",") if x.strip()})
     bad = [i for i in keep if not 0 <= i < n_layers]
     if not keep or bad:
-        raise ValueError(f"student layer spec {spec!r}: layers must be in 0..{n_layers - 1}, got {bad or keep}")
+        raise ValueError(
+            f"student layer spec {spec!r}: layers must be in 0..{n_layers - 1}, got {bad or keep}"
+        )
     return keep
 
 

@@ -112,8 +112,10 @@ class Profile:
 TINY = Profile(
     name="tiny",
     threads=1,
-    data=DataConfig(max_section_tokens=384, max_prompt_tokens=96, max_summary_tokens=32),
-    teacher=TeacherConfig(source="tiny:teacher", epochs=2, batch_size=4, learning_rate=3e-3, lora_r=8, lora_alpha=16),
+    data=DataConfig(max_section_tokens=1024, max_prompt_tokens=96, max_summary_tokens=32),
+    teacher=TeacherConfig(
+        source="tiny:teacher", epochs=2, batch_size=4, learning_rate=3e-3, lora_r=8, lora_alpha=16
+    ),
     cache=CacheConfig(mode="topk", k=16, batch_size=8),
     student=StudentConfig(source="tiny:student", epochs=2, batch_size=4, learning_rate=3e-3, temperature=1.0),
     eval=EvalConfig(max_new_tokens=16, batch_size=16, bootstrap_samples=200, bertscore_layer=1),
@@ -127,8 +129,8 @@ DEMO = Profile(
         max_prompt_tokens=96,
         max_summary_tokens=40,
         max_train=96,
-        max_val=16,
-        max_test=8,
+        max_val=12,
+        max_test=6,
     ),
     teacher=TeacherConfig(
         source="gguf:gemma3-270m",
@@ -137,7 +139,7 @@ DEMO = Profile(
         learning_rate=5e-4,
         lora_r=16,
         lora_alpha=32,
-        save_steps=8,
+        save_steps=12,
     ),
     cache=CacheConfig(mode="topk", k=32, batch_size=8),
     student=StudentConfig(
@@ -147,7 +149,7 @@ DEMO = Profile(
         learning_rate=1e-4,
         alpha=0.5,
         temperature=1.0,
-        save_steps=8,
+        save_steps=12,
     ),
     eval=EvalConfig(max_new_tokens=40, batch_size=8, bootstrap_samples=1000),
 )
@@ -157,10 +159,16 @@ GEMMA2 = Profile(
     device="cuda",
     dtype="bfloat16",
     data=DataConfig(max_section_tokens=768, max_prompt_tokens=1024, max_summary_tokens=128),
-    teacher=TeacherConfig(source="google/gemma-2-9b-it", epochs=3, batch_size=2, learning_rate=2e-4, save_steps=200),
+    teacher=TeacherConfig(
+        source="google/gemma-2-9b-it", epochs=3, batch_size=2, learning_rate=2e-4, save_steps=200
+    ),
     cache=CacheConfig(mode="topk", k=64, batch_size=4),
     student=StudentConfig(
-        source="google/gemma-2-2b-it", epochs=3, batch_size=2, learning_rate=2e-4, freeze_embeddings=False,
+        source="google/gemma-2-2b-it",
+        epochs=3,
+        batch_size=2,
+        learning_rate=2e-4,
+        freeze_embeddings=False,
         save_steps=200,
     ),
     eval=EvalConfig(max_new_tokens=128, batch_size=16, bertscore_model="teacher_base"),

@@ -54,7 +54,9 @@ def encode_prompt(tokenizer: Any, section_text: str, max_tokens: int) -> list[in
     """Token ids of the generation prompt (ends with ``<start_of_turn>model\\n``)."""
     return list(
         tokenizer.apply_chat_template(
-            prompt_messages(section_text, tokenizer, max_tokens), add_generation_prompt=True, tokenize=True,
+            prompt_messages(section_text, tokenizer, max_tokens),
+            add_generation_prompt=True,
+            tokenize=True,
             return_dict=True,
         )["input_ids"]
     )
@@ -63,23 +65,9 @@ def encode_prompt(tokenizer: Any, section_text: str, max_tokens: int) -> list[in
 def encode_example(tokenizer: Any, section_text: str, summary: str, max_tokens: int) -> tuple[list[int], int]:
     """(ids of prompt + summary turn, index of the first summary token).
 
-    Raises if the prompt is not a prefix of the full conversation (a template that would silently
-    misalign teacher and student positions).
+    The summary is tokenized on its own and appended to the generation prompt, exactly what the model
+    sees when it generates: teacher forcing, logit capture and KD positions line up by construction.
     """
     prompt_ids = encode_prompt(tokenizer, section_text, max_tokens)
-    msgs = prompt_messages(section_text, tokenizer, max_tokens) + completion_messages(summary)
-    full = list(
-        tokenizer.apply_chat_template(msgs, add_generation_prompt=False, tokenize=True, return_dict=True)[
-            "input_ids"
-        ]
-    )
-    if full[: len(prompt_ids)] != prompt_ids:
-        raise ValueError("chat template: the prompt is not a prefix of prompt+summary; fix the template")
-    # the completion ends at <end_of_turn>; drop the trailing newline token(s) after it
-    eot = tokenizer.convert_tokens_to_ids(END_OF_TURN)
-    end = len(full)
-    for i in range(len(full) - 1, len(prompt_ids) - 1, -1):
-        if full[i] == eot:
-            end = i + 1
-            break
-    return full[:end], len(prompt_ids)
+    completion = tokenizer(summary.strip() + END_OF_TURN, add_special_tokens=False)["input_ids"]
+    return prompt_ids + list(completion), len(prompt_ids)

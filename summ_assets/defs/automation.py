@@ -1,7 +1,6 @@
 """New data -> retrain: a sensor over the data folders, a nightly stale-only schedule, automation
 conditions on the model half, and the jobs they launch."""
 
-
 import json
 
 import dagster as dg
@@ -60,12 +59,21 @@ def new_data_sensor(context: dg.SensorEvaluationContext, settings: SummSettings)
     add = sorted(set(current) - known)
     drop = sorted(known - set(current))
     changed_docs = sorted(d for d in current.values() if before.get(d) != now.get(d))
-    labels_changed = any(k.startswith("labels/") and before.get(k) != now.get(k) for k in set(now) | set(before))
-    requests = [dg.RunRequest(run_key=f"{partition_key(d)}:{now[d][:12]}", partition_key=partition_key(d))
-                for d in changed_docs]
+    labels_changed = any(
+        k.startswith("labels/") and before.get(k) != now.get(k) for k in set(now) | set(before)
+    )
+    requests = [
+        dg.RunRequest(run_key=f"{partition_key(d)}:{now[d][:12]}", partition_key=partition_key(d))
+        for d in changed_docs
+    ]
     if labels_changed and not changed_docs:
-        requests.append(dg.RunRequest(run_key=f"labels:{json.dumps(sorted(now.items()))[:0]}{len(now)}",
-                                      job_name=train_job.name, stale_assets_only=True))
+        requests.append(
+            dg.RunRequest(
+                run_key=f"labels:{json.dumps(sorted(now.items()))[:0]}{len(now)}",
+                job_name=train_job.name,
+                stale_assets_only=True,
+            )
+        )
     dyn = []
     if add:
         dyn.append(DOCUMENTS.build_add_request(add))
@@ -77,8 +85,12 @@ def new_data_sensor(context: dg.SensorEvaluationContext, settings: SummSettings)
     return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=dyn, cursor=json.dumps(now))
 
 
-@dg.schedule(job=train_job, cron_schedule="0 3 * * *", default_status=dg.DefaultScheduleStatus.RUNNING,
-             description="Nightly: materialize only the stale or missing assets of the model half.")
+@dg.schedule(
+    job=train_job,
+    cron_schedule="0 3 * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Nightly: materialize only the stale or missing assets of the model half.",
+)
 def nightly_stale_retrain(context: dg.ScheduleEvaluationContext):
     return dg.RunRequest(stale_assets_only=True)
 

@@ -1,6 +1,5 @@
 """Small helpers shared by the asset modules."""
 
-
 import json
 from typing import Any
 
@@ -28,3 +27,20 @@ def progress_logger(context: dg.AssetExecutionContext, every: int = 1):
             context.log.info(msg)
 
     return log
+
+
+def code_version(base: str, *sections: str) -> str:
+    """`base` + a short hash of the profile sections the asset reads.
+
+    A profile is configuration, invisible to Dagster; folding the relevant part into the code version
+    makes a changed setting (e.g. the LoRA rank) mark exactly the assets that read it as stale.
+    """
+    from dataclasses import asdict
+
+    from summ_assets.core.artifacts import stable_json_hash
+    from summ_assets.core.profiles import get_profile
+
+    if not sections:
+        return base
+    prof = asdict(get_profile())
+    return f"{base}+{stable_json_hash({s: prof[s] for s in sections})[:8]}"

@@ -1,6 +1,5 @@
 """Evaluation report, its quality gates, and promotion of the student that passed them."""
 
-
 import json
 import math
 from dataclasses import asdict
@@ -10,7 +9,7 @@ import dagster as dg
 
 from summ_assets.core.artifacts import atomic_dir, stable_json_hash
 from summ_assets.core.splits import EVAL_SETS
-from summ_assets.defs.common import GPU_POOL, progress_logger
+from summ_assets.defs.common import GPU_POOL, code_version, progress_logger
 from summ_assets.defs.ingest import read_split
 from summ_assets.defs.resources import ComputeResource, SummSettings
 
@@ -20,7 +19,7 @@ GROUP = "evaluation"
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version="evaluation-report-v1",
+    code_version=code_version("evaluation-report-v1", "eval", "data"),
     kinds={"pytorch", "parquet"},
     description="Teacher vs distilled student vs CE baseline vs untuned student base on val and the three "
     "test sets: Korean ROUGE (Kiwi), BERTScore raw + rescaled, bootstrap CIs, paired KD-vs-baseline test.",
@@ -48,18 +47,33 @@ def evaluation_report(
     cap = profile.eval.max_examples_per_set
     sets = {s: read_split(summary_dataset, s)[:cap] for s in EVAL_SETS}
     sets = {s: rows for s, rows in sets.items() if rows}
-    key = stable_json_hash({"models": models, "data": summary_dataset, "eval": asdict(profile.eval),
-                            "versions": [student_model["version"], student_baseline["version"],
-                                         teacher_adapter["version"]]})[:16]
+    key = stable_json_hash(
+        {
+            "models": models,
+            "data": summary_dataset,
+            "eval": asdict(profile.eval),
+            "versions": [student_model["version"], student_baseline["version"], teacher_adapter["version"]],
+        }
+    )[:16]
     target = settings.asset_dir("evaluation_report") / key
     if not target.exists():
         preds, info = R.generate_all(models, sets, profile, progress=progress_logger(context))
-        bs_dir = teacher_base["path"] if profile.eval.bertscore_model == "teacher_base" else profile.eval.bertscore_model
+        bs_dir = (
+            teacher_base["path"]
+            if profile.eval.bertscore_model == "teacher_base"
+            else profile.eval.bertscore_model
+        )
         all_refs = [r["summary"] for s in ("train", *EVAL_SETS) for r in read_split(summary_dataset, s)]
         scored = R.score_all(preds, sets, bs_dir, profile.eval.bertscore_layer, all_refs, profile)
         losses = {}
-        for name, meta_src in (("teacher", teacher_adapter), ("student", student_model), ("baseline", student_baseline)):
-            metrics_file = Path(meta_src["path"]) / ("metrics.json" if name == "teacher" else "training_metrics.json")
+        for name, meta_src in (
+            ("teacher", teacher_adapter),
+            ("student", student_model),
+            ("baseline", student_baseline),
+        ):
+            metrics_file = Path(meta_src["path"]) / (
+                "metrics.json" if name == "teacher" else "training_metrics.json"
+            )
             if metrics_file.exists():
                 m = json.loads(metrics_file.read_text())
                 losses[name] = m["val_loss"]
@@ -83,7 +97,7 @@ def evaluation_report(
     report = json.loads((target / "report.json").read_text())
     md = (target / "report.md").read_text()
     meta: dict[str, object] = {
-        "path": dg.MetadataValue.path(str(target)),
+        "artifact": dg.MetadataValue.path(str(target)),
         "report": dg.MetadataValue.md(md),
         "report_json": dg.MetadataValue.path(str(target / "report.json")),
         "chart_rouge": dg.MetadataValue.path(str(target / "rougeLsum_f.png")),
@@ -94,11 +108,16 @@ def evaluation_report(
             v = agg.get(k)
             if isinstance(v, float) and math.isfinite(v):
                 meta[f"val/{model}/{k}"] = v
-    return dg.Output({"path": str(target), "report": report}, metadata=meta,
-                     data_version=dg.DataVersion(stable_json_hash(report["tables"])[:24]))
+    return dg.Output(
+        {"path": str(target), "report": report},
+        metadata=meta,
+        data_version=dg.DataVersion(stable_json_hash(report["tables"])[:24]),
+    )
 
 
-@dg.asset_check(asset=evaluation_report, blocking=True, description="Every metric in [0, 1]; F1 <= max(P, R).")
+@dg.asset_check(
+    asset=evaluation_report, blocking=True, description="Every metric in [0, 1]; F1 <= max(P, R)."
+)
 def metric_sanity(evaluation_report: dict) -> dg.AssetCheckResult:
     bad = []
     for s, by_model in evaluation_report["report"]["tables"].items():
@@ -108,7 +127,9 @@ def metric_sanity(evaluation_report: dict) -> dg.AssetCheckResult:
                     bad.append(f"{s}/{m}/{k}={agg[k]}")
             if agg["bertscore_f"] > max(agg["bertscore_p"], agg["bertscore_r"]) + 1e-6:
                 bad.append(f"{s}/{m}: BERTScore F1 {agg['bertscore_f']:.4f} > max(P, R)")
-    return dg.AssetCheckResult(passed=not bad, metadata={"violations": dg.MetadataValue.md("\n".join(bad) or "none")})
+    return dg.AssetCheckResult(
+        passed=not bad, metadata={"violations": dg.MetadataValue.md("\n".join(bad) or "none")}
+    )
 
 
 def gate(report: dict, tolerance: float, max_empty: float) -> tuple[bool, list[str]]:
@@ -117,13 +138,17 @@ def gate(report: dict, tolerance: float, max_empty: float) -> tuple[bool, list[s
     s, b = val["student"], val["baseline"]
     reasons = []
     if s["rougeLsum_f"] < b["rougeLsum_f"] - tolerance:
-        reasons.append(f"student val ROUGE-Lsum {s['rougeLsum_f']:.4f} < baseline {b['rougeLsum_f']:.4f} - {tolerance}")
+        reasons.append(
+            f"student val ROUGE-Lsum {s['rougeLsum_f']:.4f} < baseline {b['rougeLsum_f']:.4f} - {tolerance}"
+        )
     if s["empty_share"] > max_empty:
         reasons.append(f"student empty outputs {s['empty_share']:.0%} > {max_empty:.0%}")
     return not reasons, reasons
 
 
-@dg.asset_check(asset=evaluation_report, description="Distilled student vs CE baseline (tolerance from the profile).")
+@dg.asset_check(
+    asset=evaluation_report, description="Distilled student vs CE baseline (tolerance from the profile)."
+)
 def student_beats_baseline(evaluation_report: dict, settings: SummSettings) -> dg.AssetCheckResult:
     ev = settings.get_profile().eval
     ok, reasons = gate(evaluation_report["report"], ev.gate_tolerance, ev.max_empty_share)
@@ -131,15 +156,17 @@ def student_beats_baseline(evaluation_report: dict, settings: SummSettings) -> d
     return dg.AssetCheckResult(
         passed=ok,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"reasons": dg.MetadataValue.md("\n".join(reasons) or "passed"),
-                  "student_rougeLsum": val.get("student", {}).get("rougeLsum_f", float("nan")),
-                  "baseline_rougeLsum": val.get("baseline", {}).get("rougeLsum_f", float("nan"))},
+        metadata={
+            "reasons": dg.MetadataValue.md("\n".join(reasons) or "passed"),
+            "student_rougeLsum": val.get("student", {}).get("rougeLsum_f", float("nan")),
+            "baseline_rougeLsum": val.get("baseline", {}).get("rougeLsum_f", float("nan")),
+        },
     )
 
 
 @dg.asset(
     group_name=GROUP,
-    code_version="promoted-student-v1",
+    code_version=code_version("promoted-student-v1", "eval"),
     kinds={"huggingface"},
     description="The student folder that serving uses: promoted only when it passes the gates; otherwise "
     "the previously promoted model stays.",
@@ -154,8 +181,11 @@ def promoted_student(
     pointer = settings.asset_dir("promoted_student") / "current.json"
     previous = json.loads(pointer.read_text()) if pointer.exists() else None
     if ok:
-        current = {"path": student_model["path"], "version": student_model["version"],
-                   "report": evaluation_report["path"]}
+        current = {
+            "path": student_model["path"],
+            "version": student_model["version"],
+            "report": evaluation_report["path"],
+        }
         pointer.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(pointer, json.dumps(current, indent=2) + "\n")
         context.log.info(f"promoted {student_model['path']}")
@@ -165,6 +195,9 @@ def promoted_student(
     return dg.Output(
         {**current, "promoted_now": ok, "reasons": reasons},
         data_version=dg.DataVersion(str(current.get("version"))),
-        metadata={"promoted_now": ok, "path": str(current.get("path")),
-                  "reasons": dg.MetadataValue.md("\n".join(reasons) or "passed all gates")},
+        metadata={
+            "promoted_now": ok,
+            "path": str(current.get("path")),
+            "reasons": dg.MetadataValue.md("\n".join(reasons) or "passed all gates"),
+        },
     )

@@ -1,13 +1,12 @@
 """Front half: raw documents (one partition each) -> sections -> manifest -> labelled splits."""
 
-
 import functools
 from pathlib import Path
 
 import dagster as dg
 
 from summ_assets.core.artifacts import atomic_dir, stable_json_hash
-from summ_assets.defs.common import DOCUMENTS, json_md
+from summ_assets.defs.common import DOCUMENTS, code_version, json_md
 from summ_assets.defs.resources import SummSettings
 
 GROUP = "ingest"
@@ -28,7 +27,7 @@ def doc_id_for(settings: SummSettings, partition_key: str) -> str:
 @dg.asset(
     partitions_def=DOCUMENTS,
     group_name=GROUP,
-    code_version="raw-documents-v1",
+    code_version=code_version("raw-documents-v1", "data"),
     kinds={"file"},
     description="One document under data/ (raw/, eval/similar/, eval/new/); data version = content hash.",
 )
@@ -42,7 +41,7 @@ def raw_documents(context: dg.AssetExecutionContext, settings: SummSettings) -> 
         data_version=dg.DataVersion(doc.sha256[:24]),
         metadata={
             "doc_id": doc_id,
-            "path": dg.MetadataValue.path(str(doc.path)),
+            "artifact": dg.MetadataValue.path(str(doc.path)),
             "bytes": doc.n_bytes,
             "sha256": doc.sha256,
             "had_bom": doc.had_bom,
@@ -67,7 +66,7 @@ def sections_path(settings: SummSettings, partition_key: str) -> Path:
 @dg.asset(
     partitions_def=DOCUMENTS,
     group_name=GROUP,
-    code_version="document-sections-v1",
+    code_version=code_version("document-sections-v1", "data"),
     kinds={"parquet"},
     deps=[raw_documents],
     description="Heading-aware, token-budgeted, lossless sections of one document (Parquet).",
@@ -108,12 +107,14 @@ def document_sections(
         data_version=dg.DataVersion(stable_json_hash(sorted(r["section_id"] for r in rows))[:24]),
         metadata={
             "doc_id": doc_id,
-            "path": dg.MetadataValue.path(str(out)),
+            "artifact": dg.MetadataValue.path(str(out)),
             "dagster/row_count": len(rows),
             "sections_split_for_budget": split,
             "max_tokens": max((r["token_count"] for r in rows), default=0),
             "front_matter": json_md(chunked.metadata),
-            "heading_paths": dg.MetadataValue.md("\n".join(f"- {r['heading_path'] or '(preamble)'}" for r in rows[:50])),
+            "heading_paths": dg.MetadataValue.md(
+                "\n".join(f"- {r['heading_path'] or '(preamble)'}" for r in rows[:50])
+            ),
         },
     )
 
@@ -141,8 +142,12 @@ def corpus_manifest(context: dg.AssetExecutionContext, settings: SummSettings) -
     if not tables:
         raise dg.Failure("no document has sections yet: materialize document_sections first")
     if missing:
-        context.log.warning(f"{len(missing)} document(s) have no sections (failed or not yet run): {missing[:10]}")
-    table = pa.concat_tables(tables, promote_options="default").sort_by([("doc_id", "ascending"), ("ordinal", "ascending")])
+        context.log.warning(
+            f"{len(missing)} document(s) have no sections (failed or not yet run): {missing[:10]}"
+        )
+    table = pa.concat_tables(tables, promote_options="default").sort_by(
+        [("doc_id", "ascending"), ("ordinal", "ascending")]
+    )
     ids = table.column("section_id").to_pylist()
     if len(set(ids)) != len(ids):
         raise dg.Failure("duplicate section ids across documents")
@@ -156,7 +161,7 @@ def corpus_manifest(context: dg.AssetExecutionContext, settings: SummSettings) -
         str(target / "manifest.parquet"),
         data_version=dg.DataVersion(version),
         metadata={
-            "path": dg.MetadataValue.path(str(target / "manifest.parquet")),
+            "artifact": dg.MetadataValue.path(str(target / "manifest.parquet")),
             "dagster/row_count": table.num_rows,
             "documents": n_docs,
             "documents_without_sections": len(missing),
@@ -166,7 +171,7 @@ def corpus_manifest(context: dg.AssetExecutionContext, settings: SummSettings) -
 
 @dg.asset(
     group_name=GROUP,
-    code_version="summary-dataset-v1",
+    code_version=code_version("summary-dataset-v1", "data"),
     kinds={"parquet"},
     check_specs=[dg.AssetCheckSpec("labels_valid", asset="summary_dataset")],
     description="Sections joined with data/labels/*.jsonl into stable train/val/test_* splits (+ unlabelled).",
@@ -189,8 +194,9 @@ def summary_dataset(context: dg.AssetExecutionContext, settings: SummSettings, c
     by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
     for s in sections:
         lab = matched.get(s["section_id"])
-        split = assign_split(s["doc_id"], s["heading_path"], s["part"], lab is not None, dc.val_fraction,
-                             dc.test_seen_fraction)
+        split = assign_split(
+            s["doc_id"], s["heading_path"], s["part"], lab is not None, dc.val_fraction, dc.test_seen_fraction
+        )
         by_split[split].append(
             {
                 "section_id": s["section_id"],
@@ -203,29 +209,45 @@ def summary_dataset(context: dg.AssetExecutionContext, settings: SummSettings, c
                 "split_key": split_key(s["doc_id"], s["heading_path"], s["part"]),
             }
         )
-    caps = {"train": dc.max_train, "val": dc.max_val, "test_seen": dc.max_test, "test_similar": dc.max_test,
-            "test_new": dc.max_test}
+    caps = {
+        "train": dc.max_train,
+        "val": dc.max_val,
+        "test_seen": dc.max_test,
+        "test_similar": dc.max_test,
+        "test_new": dc.max_test,
+    }
     for split, rows in by_split.items():
         rows.sort(key=lambda r: r["split_key"])
         cap = caps.get(split)
         if cap is not None:
             del rows[cap:]
-    version = stable_json_hash({k: [(r["section_id"], r["summary"]) for r in v] for k, v in by_split.items()})[:24]
+    version = stable_json_hash(
+        {k: [(r["section_id"], r["summary"]) for r in v] for k, v in by_split.items()}
+    )[:24]
     target = settings.asset_dir("summary_dataset") / version
     if not target.exists():
         with atomic_dir(target) as tmp:
             for split, rows in by_split.items():
-                schema = pa.schema([(n, pa.string()) for n in ("section_id", "doc_id", "heading_path")]
-                                   + [("part", pa.int64()), ("text", pa.string()), ("summary", pa.string()),
-                                      ("label_source", pa.string()), ("split_key", pa.string())])
-                pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp / f"{split}.parquet", compression="zstd")
+                schema = pa.schema(
+                    [(n, pa.string()) for n in ("section_id", "doc_id", "heading_path")]
+                    + [
+                        ("part", pa.int64()),
+                        ("text", pa.string()),
+                        ("summary", pa.string()),
+                        ("label_source", pa.string()),
+                        ("split_key", pa.string()),
+                    ]
+                )
+                pq.write_table(
+                    pa.Table.from_pylist(rows, schema=schema), tmp / f"{split}.parquet", compression="zstd"
+                )
     counts = {k: len(v) for k, v in by_split.items()}
     context.log.info(f"splits: {counts}")
     yield dg.Output(
         str(target),
         data_version=dg.DataVersion(version),
         metadata={
-            "path": dg.MetadataValue.path(str(target)),
+            "artifact": dg.MetadataValue.path(str(target)),
             **{f"n_{k}": v for k, v in counts.items()},
             "labels": len(rep.labels),
             "labels_matched": len(matched),

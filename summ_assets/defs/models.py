@@ -1,12 +1,12 @@
 """Base models as assets: resolved per profile (built tiny, converted GGUF, pruned, hub/local)."""
 
-
 import json
 from pathlib import Path
 
 import dagster as dg
 
 from summ_assets.core.artifacts import atomic_dir, sha256_dir, stable_json_hash, write_json
+from summ_assets.defs.common import code_version
 from summ_assets.defs.resources import SummSettings
 
 GROUP = "models"
@@ -25,11 +25,13 @@ def _finish(path: Path, info: dict, kind: str) -> dg.Output:
 
     cfg = json.loads((path / "config.json").read_text())
     meta = {
-        "path": dg.MetadataValue.path(str(path)),
+        "artifact": dg.MetadataValue.path(str(path)),
         "dagster/uri": str(path),
         "source": info.get("source", kind),
         "model_type": cfg.get("model_type", ""),
-        "num_hidden_layers": int(cfg.get("num_hidden_layers") or cfg.get("text_config", {}).get("num_hidden_layers", 0)),
+        "num_hidden_layers": int(
+            cfg.get("num_hidden_layers") or cfg.get("text_config", {}).get("num_hidden_layers", 0)
+        ),
         "vocab_size": int(cfg.get("vocab_size") or 0),
     }
     for k in ("parameters",):
@@ -44,7 +46,11 @@ def _stamp(tmp: Path, payload: dict) -> None:
     (tmp / ".summ_version").write_text(stable_json_hash({"dir": sha256_dir(tmp), **payload})[:16])
 
 
-@dg.asset(group_name=GROUP, code_version="teacher-base-v1", kinds={"pytorch", "huggingface"})
+@dg.asset(
+    group_name=GROUP,
+    code_version=code_version("teacher-base-v1", "teacher"),
+    kinds={"pytorch", "huggingface"},
+)
 def teacher_base(context: dg.AssetExecutionContext, settings: SummSettings) -> dg.Output:
     """The teacher's base model folder (tiny: built from config; demo: Gemma 3 270M converted once
     from the GGUF package; gemma2: a hub id or local folder)."""
@@ -58,7 +64,9 @@ def teacher_base(context: dg.AssetExecutionContext, settings: SummSettings) -> d
         docs = discover(settings.data_root, ("raw",))
         texts = [read_document(settings.data_root, d).text for d in sorted(docs.values())]
         if not texts:
-            raise dg.Failure(f"no documents under {settings.data_root / 'raw'} to train the tiny tokenizer on")
+            raise dg.Failure(
+                f"no documents under {settings.data_root / 'raw'} to train the tiny tokenizer on"
+            )
         key = stable_json_hash({"src": src, "texts": [t[:64] for t in texts], "n": len(texts)})[:12]
         target = root / f"tiny-{key}"
         if not target.exists():
@@ -84,7 +92,11 @@ def teacher_base(context: dg.AssetExecutionContext, settings: SummSettings) -> d
     return _finish(Path(info["path"]), {"source": src, **info}, "pretrained")
 
 
-@dg.asset(group_name=GROUP, code_version="student-base-v1", kinds={"pytorch", "huggingface"})
+@dg.asset(
+    group_name=GROUP,
+    code_version=code_version("student-base-v1", "student"),
+    kinds={"pytorch", "huggingface"},
+)
 def student_base(context: dg.AssetExecutionContext, settings: SummSettings, teacher_base: dict) -> dg.Output:
     """The student's starting point (tiny: random small model sharing the teacher's tokenizer;
     demo: the teacher's base depth-pruned; gemma2: a hub id or local folder). Tokenizer identity

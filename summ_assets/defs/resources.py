@@ -1,6 +1,5 @@
 """Resources: where data and artifacts live, which profile runs, and the compute device."""
 
-
 import os
 from pathlib import Path
 

@@ -1,6 +1,5 @@
 """Student half: the distilled student (data + cached teacher logits) and its CE-only baseline."""
 
-
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -8,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from summ_assets.core.artifacts import atomic_dir, sha256_file, stable_json_hash, write_json
-from summ_assets.defs.common import GPU_POOL, curve_md, progress_logger
+from summ_assets.defs.common import GPU_POOL, code_version, curve_md, progress_logger
 from summ_assets.defs.ingest import read_split
 from summ_assets.defs.modelcard import write_model_card
 from summ_assets.defs.resources import ComputeResource, SummSettings
@@ -40,8 +39,15 @@ def _train(
     profile = compute.configure(settings.get_profile())
     alpha = profile.student.alpha if teacher_logits is not None else 0.0
     key = stable_json_hash(
-        {"base": _base_version(student_base), "data": summary_dataset, "cache": (teacher_logits or {}).get("version"),
-         "cfg": asdict(profile.student), "d": asdict(profile.data), "alpha": alpha, "code": code_version}
+        {
+            "base": _base_version(student_base),
+            "data": summary_dataset,
+            "cache": (teacher_logits or {}).get("version"),
+            "cfg": asdict(profile.student),
+            "d": asdict(profile.data),
+            "alpha": alpha,
+            "code": code_version,
+        }
     )[:16]
     root = settings.asset_dir(asset)
     target = root / key
@@ -51,14 +57,30 @@ def _train(
     else:
         tok = AutoTokenizer.from_pretrained(student_base["path"])
         dp = profile.data
-        train = build_examples(read_split(summary_dataset, "train"), tok, dp.max_prompt_tokens, dp.max_summary_tokens)
-        val = build_examples(read_split(summary_dataset, "val"), tok, dp.max_prompt_tokens, dp.max_summary_tokens)
+        train = build_examples(
+            read_split(summary_dataset, "train"), tok, dp.max_prompt_tokens, dp.max_summary_tokens
+        )
+        val = build_examples(
+            read_split(summary_dataset, "val"), tok, dp.max_prompt_tokens, dp.max_summary_tokens
+        )
         if not train:
             raise dg.Failure("the train split is empty")
         if teacher_logits is not None:
             from summ_assets.core import logits_cache as lc
-            spec = lc.CacheSpec(**{k: teacher_logits["spec"][k] for k in (
-                "mode", "k", "n_samples", "teacher_fingerprint", "tokenizer_hash", "chat_template_hash")})
+
+            spec = lc.CacheSpec(
+                **{
+                    k: teacher_logits["spec"][k]
+                    for k in (
+                        "mode",
+                        "k",
+                        "n_samples",
+                        "teacher_fingerprint",
+                        "tokenizer_hash",
+                        "chat_template_hash",
+                    )
+                }
+            )
             from summ_assets.core.models import tokenizer_fingerprint
 
             if spec.tokenizer_hash != tokenizer_fingerprint(tok):
@@ -67,12 +89,22 @@ def _train(
             train = attach_teacher(train, cache)
         with atomic_dir(target) as tmp:
             metrics = train_student(
-                Path(student_base["path"]), train, val, profile, root / "_work" / key, tmp, alpha=alpha,
+                Path(student_base["path"]),
+                train,
+                val,
+                profile,
+                root / "_work" / key,
+                tmp,
+                alpha=alpha,
                 progress=progress_logger(context),
             )
             write_json(tmp / "training_metrics.json", metrics)
-            lineage = {"student_base": student_base["path"], "summary_dataset": summary_dataset,
-                       "teacher_logits": (teacher_logits or {}).get("path"), "train_examples": len(train)}
+            lineage = {
+                "student_base": student_base["path"],
+                "summary_dataset": summary_dataset,
+                "teacher_logits": (teacher_logits or {}).get("path"),
+                "train_examples": len(train),
+            }
             title = "summ-assets distilled student" if alpha > 0 else "summ-assets CE-only student baseline"
             write_model_card(tmp, title, lineage, {**asdict(profile.student), "alpha": alpha}, metrics)
     version = _weights_version(target)
@@ -80,7 +112,7 @@ def _train(
         {"path": str(target), "version": version, "alpha": alpha},
         data_version=dg.DataVersion(version),
         metadata={
-            "path": dg.MetadataValue.path(str(target)),
+            "artifact": dg.MetadataValue.path(str(target)),
             "alpha": float(alpha),
             "val_loss": float(metrics["val_loss"]),
             "base_val_loss": float(metrics["base_val_loss"]),
@@ -97,7 +129,7 @@ def _train(
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version="student-model-v1",
+    code_version=code_version("student-model-v1", "student", "data"),
     kinds={"pytorch", "huggingface"},
     description="The student distilled from data + cached teacher logits (alpha*T^2*KL + (1-alpha)*CE).",
 )
@@ -109,14 +141,22 @@ def student_model(
     summary_dataset: str,
     teacher_logits: dict,
 ) -> dg.Output:
-    return _train(context, settings, compute, "student_model", "student-model-v1", student_base, summary_dataset,
-                  teacher_logits)
+    return _train(
+        context,
+        settings,
+        compute,
+        "student_model",
+        "student-model-v1",
+        student_base,
+        summary_dataset,
+        teacher_logits,
+    )
 
 
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version="student-baseline-v1",
+    code_version=code_version("student-baseline-v1", "student", "data"),
     kinds={"pytorch", "huggingface"},
     description="The same student, data, steps and learning rate, CE only: what distillation must beat.",
 )
@@ -127,5 +167,13 @@ def student_baseline(
     student_base: dict,
     summary_dataset: str,
 ) -> dg.Output:
-    return _train(context, settings, compute, "student_baseline", "student-baseline-v1", student_base,
-                  summary_dataset, None)
+    return _train(
+        context,
+        settings,
+        compute,
+        "student_baseline",
+        "student-baseline-v1",
+        student_base,
+        summary_dataset,
+        None,
+    )

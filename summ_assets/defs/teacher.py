@@ -1,13 +1,12 @@
 """Teacher half: LoRA fine-tuning, then the teacher log-prob cache."""
 
-
 from dataclasses import asdict
 from pathlib import Path
 
 import dagster as dg
 
 from summ_assets.core.artifacts import atomic_dir, sha256_file, stable_json_hash
-from summ_assets.defs.common import GPU_POOL, curve_md, progress_logger
+from summ_assets.defs.common import GPU_POOL, code_version, curve_md, progress_logger
 from summ_assets.defs.ingest import read_split
 from summ_assets.defs.modelcard import write_model_card
 from summ_assets.defs.resources import ComputeResource, SummSettings
@@ -25,7 +24,7 @@ def _base_version(base: dict) -> str:
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version=TEACHER_ADAPTER_CODE,
+    code_version=code_version(TEACHER_ADAPTER_CODE, "teacher", "data", "device", "dtype"),
     kinds={"pytorch", "huggingface"},
     description="LoRA teacher (peft + trl SFTTrainer, loss on summary tokens); adapter + merged model.",
 )
@@ -43,8 +42,13 @@ def teacher_adapter(
 
     profile = compute.configure(settings.get_profile())
     key = stable_json_hash(
-        {"base": _base_version(teacher_base), "data": summary_dataset, "cfg": asdict(profile.teacher),
-         "d": asdict(profile.data), "code": TEACHER_ADAPTER_CODE}
+        {
+            "base": _base_version(teacher_base),
+            "data": summary_dataset,
+            "cfg": asdict(profile.teacher),
+            "d": asdict(profile.data),
+            "code": TEACHER_ADAPTER_CODE,
+        }
     )[:16]
     root = settings.asset_dir("teacher_adapter")
     target = root / key
@@ -58,27 +62,44 @@ def teacher_adapter(
         metrics = json.loads((target / "metrics.json").read_text())
     else:
         tok = AutoTokenizer.from_pretrained(teacher_base["path"])
-        val_examples = build_examples(val_rows, tok, profile.data.max_prompt_tokens, profile.data.max_summary_tokens)
+        val_examples = build_examples(
+            val_rows, tok, profile.data.max_prompt_tokens, profile.data.max_summary_tokens
+        )
         with atomic_dir(target) as tmp:
             metrics = train_lora_teacher(
-                Path(teacher_base["path"]), train_rows, val_examples, val_rows, profile,
-                work_dir=root / "_work" / key, out_dir=tmp, progress=progress_logger(context),
+                Path(teacher_base["path"]),
+                train_rows,
+                val_examples,
+                val_rows,
+                profile,
+                work_dir=root / "_work" / key,
+                out_dir=tmp,
+                progress=progress_logger(context),
             )
             from summ_assets.core.artifacts import write_json
 
             write_json(tmp / "metrics.json", metrics)
-            lineage = {"teacher_base": teacher_base["path"], "summary_dataset": summary_dataset,
-                       "train_examples": len(train_rows), "val_examples": len(val_rows)}
+            lineage = {
+                "teacher_base": teacher_base["path"],
+                "summary_dataset": summary_dataset,
+                "train_examples": len(train_rows),
+                "val_examples": len(val_rows),
+            }
             for sub in ("adapter", "merged"):
-                write_model_card(tmp / sub, f"summ-assets teacher ({sub})", lineage, asdict(profile.teacher),
-                                 metrics)
+                write_model_card(
+                    tmp / sub, f"summ-assets teacher ({sub})", lineage, asdict(profile.teacher), metrics
+                )
     version = sha256_file(target / "adapter" / "adapter_model.safetensors")[:24]
     return dg.Output(
-        {"path": str(target), "merged": str(target / "merged"), "adapter": str(target / "adapter"),
-         "version": version},
+        {
+            "path": str(target),
+            "merged": str(target / "merged"),
+            "adapter": str(target / "adapter"),
+            "version": version,
+        },
         data_version=dg.DataVersion(version),
         metadata={
-            "path": dg.MetadataValue.path(str(target)),
+            "artifact": dg.MetadataValue.path(str(target)),
             "base_val_loss": float(metrics["base_val_loss"]),
             "val_loss": float(metrics["val_loss"]),
             "train_seconds": float(metrics["train_seconds"]),
@@ -108,7 +129,7 @@ def cache_spec(profile, teacher_adapter: dict, tokenizer) -> object:  # noqa: AN
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version=TEACHER_LOGITS_CODE,
+    code_version=code_version(TEACHER_LOGITS_CODE, "cache", "data"),
     kinds={"pytorch", "parquet"},
     description="Sparse teacher log-probs (top-k + tail, or sampled) for every training example, in "
     "Parquet; incremental: only examples with new content keys are scored.",
@@ -130,8 +151,12 @@ def teacher_logits(
     profile = compute.configure(settings.get_profile())
     tok = AutoTokenizer.from_pretrained(teacher_adapter["merged"])
     spec = cache_spec(profile, teacher_adapter, tok)
-    examples = build_examples(read_split(summary_dataset, "train"), tok, profile.data.max_prompt_tokens,
-                              profile.data.max_summary_tokens)
+    examples = build_examples(
+        read_split(summary_dataset, "train"),
+        tok,
+        profile.data.max_prompt_tokens,
+        profile.data.max_summary_tokens,
+    )
     keys = sorted({e["example_key"] for e in examples})
     version = stable_json_hash({"spec": spec.metadata(), "keys": keys})[:24]
     root = settings.asset_dir("teacher_logits")
@@ -141,7 +166,7 @@ def teacher_logits(
     reused: dict[str, Path] = {}
     prev = context.instance.get_latest_materialization_event(context.asset_key)
     if prev is not None and prev.asset_materialization is not None:
-        prev_path = prev.asset_materialization.metadata.get("path")
+        prev_path = prev.asset_materialization.metadata.get("artifact")
         prev_dir = Path(prev_path.value) if prev_path is not None else None
         if prev_dir is not None and prev_dir.is_dir() and lc.shard_files(prev_dir):
             try:
@@ -158,9 +183,18 @@ def teacher_logits(
                 lc.link_or_copy(shard, tmp / shard.name)
             if todo:
                 set_threads(profile.threads)
-                model = load_causal_lm(teacher_adapter["merged"], profile.dtype, resolve_device(profile.device))
-                rows = lc.capture(model, todo, spec, tok.pad_token_id, profile.cache.batch_size, profile.seed,
-                                  progress=progress_logger(context))
+                model = load_causal_lm(
+                    teacher_adapter["merged"], profile.dtype, resolve_device(profile.device)
+                )
+                rows = lc.capture(
+                    model,
+                    todo,
+                    spec,
+                    tok.pad_token_id,
+                    profile.cache.batch_size,
+                    profile.seed,
+                    progress=progress_logger(context),
+                )
                 shard_name = f"part-{stable_json_hash(sorted(r['example_key'] for r in rows))[:16]}.parquet"
                 lc.write_shard(rows, tmp / shard_name, spec, profile.cache.rows_per_group)
     stats = lc.stats(target)
@@ -169,7 +203,7 @@ def teacher_logits(
         {"path": str(target), "spec": spec.metadata(), "version": version},
         data_version=dg.DataVersion(version),
         metadata={
-            "path": dg.MetadataValue.path(str(target)),
+            "artifact": dg.MetadataValue.path(str(target)),
             "dagster/uri": str(target),
             "mode": spec.mode,
             "k": spec.k,

@@ -1,0 +1,73 @@
+"""Shared fixtures: offline env, a small copy of the bundled corpus, a tiny-profile Dagster setup."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLED = REPO / "data"
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+FIXTURE_DOCS = [
+    "raw/ko-rag-pipeline.md",
+    "raw/ko-lora-finetuning.md",
+    "raw/ko-knowledge-distillation.md",
+    "raw/ko-git-branching.md",
+    "raw/ko-docker-basics.md",
+    "raw/en-feature-flags.md",
+    "eval/similar/ko-feature-store.md",
+    "eval/new/ko-meeting-minutes.md",
+]
+
+
+def copy_corpus(dest: Path, docs: list[str] = FIXTURE_DOCS) -> Path:
+    """A data folder with `docs` and only their label lines (data/ itself is never written)."""
+    for d in docs:
+        (dest / d).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(BUNDLED / d, dest / d)
+    (dest / "labels").mkdir(parents=True, exist_ok=True)
+    keep = set(docs)
+    lines = []
+    for f in sorted((BUNDLED / "labels").glob("*.jsonl")):
+        for line in f.read_text(encoding="utf-8").splitlines():
+            if line.strip() and json.loads(line)["doc"] in keep:
+                lines.append(line)
+    (dest / "labels" / "labels.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return dest
+
+
+@pytest.fixture
+def small_corpus(tmp_path: Path) -> Path:
+    return copy_corpus(tmp_path / "data")
+
+
+class NetworkBlocked(RuntimeError):
+    pass
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch):
+    """Any connection to a non-loopback address raises: proves no model hub is contacted."""
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):  # noqa: ANN001
+        host = address[0] if isinstance(address, tuple) else str(address)
+        if isinstance(host, str) and (
+            host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")
+        ):
+            return real_connect(self, address)
+        raise NetworkBlocked(f"test tried to reach {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    yield

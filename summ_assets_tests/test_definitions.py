@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from summ_assets_tests.conftest import REPO
+
+
+def test_definitions_load_and_validate() -> None:
+    from summ_assets.definitions import defs
+
+    dg.Definitions.validate_loadable(defs)
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == {
+        "teacher_base",
+        "student_base",
+        "raw_documents",
+        "document_sections",
+        "corpus_manifest",
+        "summary_dataset",
+        "teacher_adapter",
+        "teacher_logits",
+        "student_model",
+        "student_baseline",
+        "evaluation_report",
+        "promoted_student",
+    }
+    by_key = {a.key.to_user_string(): a for a in defs.assets}
+    for key in (
+        "teacher_adapter",
+        "teacher_logits",
+        "student_model",
+        "student_baseline",
+        "evaluation_report",
+    ):
+        assert by_key[key].op.pool == "gpu"
+    graph = defs.resolve_asset_graph()
+    for node in graph.asset_nodes:
+        assert node.code_version, f"{node.key} has no code_version"
+
+
+def test_dagster_cli_validates_the_code_location(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("dagster")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    (tmp_path / "dagster.yaml").write_text((REPO / "dagster_home" / "dagster.yaml").read_text())
+    out = subprocess.run(
+        [str(exe), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "All code locations passed validation" in out.stdout + out.stderr
+
+
+def test_importing_definitions_does_not_import_torch() -> None:
+    code = "import sys, summ_assets.definitions; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.stdout.strip() == "False False", out.stderr

@@ -1,0 +1,213 @@
+"""The whole graph on the tiny profile: in-process with a Dagster instance, and through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from summ_assets_tests.conftest import REPO, copy_corpus
+
+UNPARTITIONED = [
+    "corpus_manifest",
+    "summary_dataset",
+    "teacher_adapter",
+    "teacher_logits",
+    "student_model",
+    "student_baseline",
+    "evaluation_report",
+    "promoted_student",
+]
+
+
+def _resources(data: Path, art: Path) -> dict:
+    from summ_assets.defs.resources import ComputeResource, SummSettings
+
+    return {
+        "settings": SummSettings(profile="tiny", data_dir=str(data), artifacts_dir=str(art)),
+        "compute": ComputeResource(device="cpu", threads=1),
+        "io_manager": dg.FilesystemIOManager(base_dir=str(art / "_dagster_io")),
+    }
+
+
+def materialize_everything(instance: dg.DagsterInstance, resources: dict, data: Path) -> list[str]:
+    from summ_assets.core.documents import discover
+    from summ_assets.definitions import ASSETS
+
+    by_key = {a.key.to_user_string(): a for a in ASSETS}
+    dg.materialize(
+        ASSETS,
+        selection=[by_key["teacher_base"], by_key["student_base"]],
+        instance=instance,
+        resources=resources,
+    )
+    keys = sorted(discover(data))
+    new = [k for k in keys if k not in instance.get_dynamic_partitions("documents")]
+    instance.add_dynamic_partitions("documents", new)
+    for k in new:
+        dg.materialize(
+            ASSETS,
+            selection=[by_key["raw_documents"], by_key["document_sections"]],
+            partition_key=k,
+            instance=instance,
+            resources=resources,
+        )
+    dg.materialize(
+        ASSETS, selection=[by_key[k] for k in UNPARTITIONED], instance=instance, resources=resources
+    )
+    return new
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("graph")
+    data = copy_corpus(tmp / "data")
+    art = tmp / "artifacts"
+    instance = dg.DagsterInstance.ephemeral()
+    resources = _resources(data, art)
+    import socket
+
+    real = socket.socket.connect
+
+    def guarded(self, address):  # noqa: ANN001
+        host = address[0] if isinstance(address, tuple) else str(address)
+        if isinstance(host, str) and (
+            host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")
+        ):
+            return real(self, address)
+        raise RuntimeError(f"network access attempted: {address}")
+
+    socket.socket.connect = guarded
+    try:
+        assert os.environ["HF_HUB_OFFLINE"] == "1"
+        materialize_everything(instance, resources, data)
+    finally:
+        socket.socket.connect = real
+    return instance, resources, data, art
+
+
+def _latest(instance: dg.DagsterInstance, key: str):
+    ev = instance.get_latest_materialization_event(dg.AssetKey(key))
+    assert ev is not None, f"{key} has no materialization"
+    return ev.asset_materialization
+
+
+def test_every_asset_is_materialized_offline(built) -> None:
+    instance, _, data, _ = built
+    for key in ["teacher_base", "student_base", *UNPARTITIONED]:
+        _latest(instance, key)
+    parts = instance.get_dynamic_partitions("documents")
+    assert len(parts) == 8
+    for key in ("raw_documents", "document_sections"):
+        assert instance.get_materialized_partitions(dg.AssetKey(key)) == set(parts)
+
+
+def test_student_folder_loads_as_users_expect_and_summarizes(built) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    instance, *_ = built
+    path = _latest(instance, "student_model").metadata["artifact"].value
+    model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32, device_map="auto")
+    tok = AutoTokenizer.from_pretrained(path)
+    enc = tok.apply_chat_template(
+        [{"role": "user", "content": "다음 내용을 요약해줘: RAG 시스템은 세 단계다."}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    out = model.generate(**enc, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] > enc["input_ids"].shape[1]
+    card = (Path(path) / "README.md").read_text()
+    assert "teacher_logits" in card and "summary_dataset" in card
+
+
+def test_teacher_logits_are_parquet_readable_with_pyarrow(built) -> None:
+    import pyarrow.parquet as pq
+
+    instance, *_ = built
+    meta = _latest(instance, "teacher_logits").metadata
+    files = sorted(Path(meta["artifact"].value).glob("part-*.parquet"))
+    table = pq.read_table(files[0])
+    assert table.num_rows == meta["examples"].value > 0
+    assert {"example_key", "token_ids", "logprobs", "tail_logprob"} <= set(table.column_names)
+    assert meta["scored_examples"].value == meta["examples"].value
+
+
+def test_lora_teacher_lowers_val_loss_and_report_exists_everywhere(built) -> None:
+    instance, *_ = built
+    t = _latest(instance, "teacher_adapter").metadata
+    assert t["val_loss"].value < t["base_val_loss"].value
+    ev = _latest(instance, "evaluation_report").metadata
+    folder = Path(ev["artifact"].value)
+    report = json.loads((folder / "report.json").read_text())
+    assert set(report["tables"]) == {"val", "test_seen", "test_similar", "test_new"}
+    assert set(report["tables"]["val"]) == {"teacher", "student", "baseline", "student_base"}
+    assert (folder / "report.md").read_text().startswith("# Evaluation report (tiny)")
+    assert "## val" in ev["report"].value
+    assert (folder / "predictions.parquet").exists() and (folder / "rougeLsum_f.png").stat().st_size > 1000
+    assert isinstance(ev["val/student/rougeLsum_f"].value, float)
+
+
+def test_rematerializing_with_same_inputs_keeps_data_versions(built) -> None:
+    """Idempotent: same inputs -> same content-addressed folders and data versions (nothing downstream stale)."""
+    from summ_assets.definitions import ASSETS
+    from summ_assets.defs.staleness import resolver, status_of
+
+    instance, resources, _, _ = built
+    res = resolver(instance, ASSETS)
+    assert [k for k in UNPARTITIONED if status_of(res, k)[0] != "fresh"] == []
+    before = _latest(instance, "summary_dataset").tags["dagster/data_version"]
+    by_key = {a.key.to_user_string(): a for a in ASSETS}
+    dg.materialize(
+        ASSETS,
+        selection=[by_key["corpus_manifest"], by_key["summary_dataset"]],
+        instance=instance,
+        resources=resources,
+    )
+    assert _latest(instance, "summary_dataset").tags["dagster/data_version"] == before
+    res = resolver(instance, ASSETS)
+    assert status_of(res, "teacher_adapter")[0] == "fresh"
+
+
+@pytest.mark.slow
+def test_cli_refresh_end_to_end_then_second_run_skips_everything(tmp_path: Path) -> None:
+    data = copy_corpus(
+        tmp_path / "data",
+        [
+            "raw/ko-rag-pipeline.md",
+            "raw/ko-git-branching.md",
+            "eval/similar/ko-feature-store.md",
+            "eval/new/ko-meeting-minutes.md",
+        ],
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "dagster_home" / "dagster.yaml").read_text())
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "SUMM_PROFILE": "tiny",
+        "SUMM_DATA": str(data),
+        "SUMM_ARTIFACTS": str(tmp_path / "art"),
+    }
+    exe = Path(sys.executable).with_name("summ-assets")
+    first = subprocess.run(
+        [str(exe), "refresh"], env=env, cwd=REPO, capture_output=True, text=True, timeout=900
+    )
+    assert first.returncode == 0, first.stdout[-4000:] + first.stderr[-4000:]
+    assert "promoted_student: missing" in first.stdout
+    second = subprocess.run(
+        [str(exe), "refresh"], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert "-> materializing" not in second.stdout
+    assert "0 to (re)ingest, 4 up to date (skipped)" in second.stdout
+    inst = dg.DagsterInstance.from_config(str(home))
+    for key in ["teacher_base", *UNPARTITIONED]:
+        assert inst.get_latest_materialization_event(dg.AssetKey(key)) is not None
