@@ -1,4 +1,4 @@
-"""`summ-assets` command: refresh (stale-only materialization), demo, report, status."""
+"""`summ-assets` command: refresh (stale-only materialization), demo, report, summarize, serve."""
 
 from __future__ import annotations
 
@@ -102,6 +102,7 @@ def refresh(dry_run: bool = False) -> int:
     _say(f"documents: {len(current)} ({len(add)} new partitions, {len(drop)} dropped: files gone)")
 
     def run_unpartitioned(keys: list[str], force: set[str]) -> bool:
+        pending = list(keys)
         while True:
             res = resolver(instance, ASSETS)
             todo = None
@@ -114,6 +115,13 @@ def refresh(dry_run: bool = False) -> int:
                 todo = (key, st, causes)
                 break
             if todo is None:
+                done = [k for k in pending if k not in keys]
+                skipped = [k for k in pending if k in keys]
+                if skipped:
+                    _say(
+                        f"up to date (skipped): {', '.join(skipped)}"
+                        + (f"; ran: {', '.join(done)}" if done else "")
+                    )
                 return True
             key, st, causes = todo
             _say(f"{key}: {st} ({'; '.join(causes)[:160]}) -> materializing")
@@ -206,6 +214,134 @@ def print_report() -> int:
     return 0
 
 
+def _fail(cmd: str, message: str) -> int:
+    print(f"summ-assets {cmd}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def summarize_files(
+    files: list[str],
+    model: str | None = None,
+    fmt: str = "md",
+    output: str | None = None,
+    quantize: str | None = None,
+) -> int:
+    """Summarize each file section by section with the promoted student (or `model`)."""
+    _env()
+    import json
+
+    from tqdm import tqdm
+
+    from summ_assets.core.chunking import FrontMatterError
+    from summ_assets.core.documents import DocumentError
+    from summ_assets.core.profiles import get_profile
+    from summ_assets.serving import ServingError, Summarizer, read_input_file, resolve_model_path, section_row
+
+    profile = get_profile()
+    docs: list[tuple[str, str]] = []
+    for f in files:  # every file is validated before the model is loaded
+        try:
+            docs.append((f, read_input_file(f, profile.data.max_file_bytes)))
+        except DocumentError as exc:
+            return _fail("summarize", str(exc))
+    try:
+        summ = Summarizer(resolve_model_path(model), profile=profile, quantize=quantize)
+    except ServingError as exc:
+        return _fail("summarize", str(exc))
+    chunked = []
+    for f, text in docs:
+        try:
+            chunked.append((f, summ.chunk(text, doc_id=f)))
+        except FrontMatterError as exc:
+            return _fail("summarize", str(exc))
+    texts = [s.text for _, secs in chunked for s in secs]
+    with tqdm(total=len(texts), desc="summarizing", unit="section", file=sys.stderr) as bar:
+        outs, stats = summ.generate(texts, progress=bar.update)
+    results, k = [], 0
+    for f, secs in chunked:
+        results.append((f, [section_row(s, o) for s, o in zip(secs, outs[k : k + len(secs)], strict=True)]))
+        k += len(secs)
+
+    if fmt == "json":
+        text_out = (
+            json.dumps(
+                {
+                    "model": str(summ.path),
+                    "n_sections": len(texts),
+                    "tokens_per_s": round(stats["tokens_per_s"], 2),
+                    "documents": [{"file": f, "sections": rows} for f, rows in results],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+            + "\n"
+        )
+    elif fmt == "jsonl":
+        text_out = "".join(
+            json.dumps({"file": f, **row}, ensure_ascii=False) + "\n" for f, rows in results for row in rows
+        )
+    else:
+        lines = []
+        for f, rows in results:
+            lines.append(f"# {f}\n")
+            for row in rows:
+                head = row["heading_path"] or "(before the first heading)"
+                if row["n_parts"] > 1:
+                    head += f" (part {row['part']}/{row['n_parts']})"
+                lines.append(f"- **{head}** → {_one_line(row['summary']) or '(empty summary)'}")
+            lines.append("")
+        text_out = "\n".join(lines)
+    if output:
+        Path(output).write_text(text_out, encoding="utf-8")
+    else:
+        sys.stdout.write(text_out)
+        sys.stdout.flush()
+    print(
+        f"{len(texts)} sections, {stats['tokens_per_s']:.1f} tok/s "
+        f"({len(docs)} file{'s' if len(docs) != 1 else ''}, model {summ.path})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def serve_http(
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    model: str | None = None,
+    max_bytes: int | None = None,
+    timeout_s: float | None = None,
+    quantize: str | None = None,
+) -> int:
+    """Load the model once and serve POST /summarize, GET /health, GET /model with uvicorn."""
+    _env()
+    import logging
+
+    from summ_assets.serving import ServingError, Summarizer, resolve_model_path
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        summ = Summarizer(resolve_model_path(model), quantize=quantize)
+    except ServingError as exc:
+        return _fail("serve", str(exc))
+    from summ_assets.server import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_S, serve
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        _say(f"WARNING: binding {host}: the API has no authentication; anyone who can reach it can use it")
+    _say(f"serving {summ.path} on http://{host}:{port} (POST /summarize, GET /health, GET /model)")
+    serve(
+        summ,
+        host=host,
+        port=port,
+        max_bytes=max_bytes or DEFAULT_MAX_BYTES,
+        timeout_s=timeout_s or DEFAULT_TIMEOUT_S,
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="summ-assets", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -213,6 +349,21 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--dry-run", action="store_true", help="only say what would run and why")
     sub.add_parser("demo", help="refresh, then print the evaluation report")
     sub.add_parser("report", help="print the latest evaluation report")
+    sm = sub.add_parser("summarize", help="summarize Markdown/text files section by section")
+    sm.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 Markdown or text files")
+    sm.add_argument("--model", help="model folder (default: the promoted student)")
+    sm.add_argument("--format", choices=("md", "json", "jsonl"), default="md", help="output format (md)")
+    sm.add_argument("--output", help="write here instead of stdout")
+    sm.add_argument("--quantize", choices=("int8", "8bit", "4bit"), help="int8: CPU dynamic; 8bit/4bit: CUDA")
+    sv = sub.add_parser("serve", help="HTTP API: POST /summarize, GET /health, GET /model")
+    sv.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--model", help="model folder (default: the promoted student)")
+    sv.add_argument("--max-bytes", type=int, default=None, help="largest request body (default 1,000,000)")
+    sv.add_argument(
+        "--timeout", type=float, default=None, help="seconds per request before 504 (default 120)"
+    )
+    sv.add_argument("--quantize", choices=("int8", "8bit", "4bit"), help="int8: CPU dynamic; 8bit/4bit: CUDA")
     args = ap.parse_args(argv)
     if args.cmd == "refresh":
         return refresh(args.dry_run)
@@ -224,6 +375,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "report":
         _env()
         return print_report()
+    if args.cmd == "summarize":
+        return summarize_files(args.files, args.model, args.format, args.output, args.quantize)
+    if args.cmd == "serve":
+        return serve_http(args.host, args.port, args.model, args.max_bytes, args.timeout, args.quantize)
     return 2
 
 

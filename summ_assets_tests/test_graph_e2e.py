@@ -211,3 +211,76 @@ def test_cli_refresh_end_to_end_then_second_run_skips_everything(tmp_path: Path)
     inst = dg.DagsterInstance.from_config(str(home))
     for key in ["teacher_base", *UNPARTITIONED]:
         assert inst.get_latest_materialization_event(dg.AssetKey(key)) is not None
+
+
+def test_code_version_change_makes_exactly_it_and_its_descendants_stale(built) -> None:
+    from summ_assets.definitions import ASSETS
+    from summ_assets.defs.staleness import resolver, stale_plan, status_of
+
+    instance, *_ = built
+    changed = [
+        a.map_asset_specs(lambda s: s.replace_attributes(code_version="bumped"))
+        if a.key.to_user_string() == "teacher_logits"
+        else a
+        for a in ASSETS
+    ]
+    res = resolver(instance, changed)
+    plan = stale_plan(instance, changed, ["teacher_base", "student_base", *UNPARTITIONED])
+    stale = {k for k, (st, _) in plan.items() if st != "fresh"}
+    assert stale == {"teacher_logits", "student_model", "evaluation_report", "promoted_student"}
+    assert plan["student_model"] == ("pending", ["upstream teacher_logits will change"])
+    assert status_of(res, "teacher_logits")[1] == ["code: has a new code version"]
+
+
+def _tick(sensor, instance, resources):  # noqa: ANN001, ANN202
+    """One sensor evaluation; a SkipReason becomes an empty result."""
+    out = sensor(dg.build_sensor_context(instance=instance, resources=resources))
+    if isinstance(out, dg.SkipReason):
+        return dg.SensorResult(run_requests=[], dynamic_partitions_requests=[])
+    return out
+
+
+def test_sensor_registers_one_new_document_and_its_run_rechunks_only_it(built) -> None:
+    """New file -> one partition + one run; that run re-chunks exactly one document; a second tick is quiet."""
+    from summ_assets.definitions import ASSETS, defs
+    from summ_assets.defs.automation import new_data_sensor
+    from summ_assets_tests.conftest import BUNDLED
+
+    instance, resources, data, _ = built
+    sections = dg.AssetKey("document_sections")
+
+    def n_section_materializations() -> int:
+        return len(instance.fetch_materializations(sections, limit=1000).records)
+
+    before = n_section_materializations()
+    quiet = _tick(new_data_sensor, instance, resources)
+    assert not quiet.run_requests and not quiet.dynamic_partitions_requests
+
+    baseline = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    new_doc = "raw/ko-ci-pipeline.md"
+    (data / new_doc).write_bytes((BUNDLED / new_doc).read_bytes())
+    tick = _tick(new_data_sensor, instance, resources)
+    (add,) = tick.dynamic_partitions_requests
+    assert len(add.partition_keys) == 1 and add.partition_keys[0].startswith("raw_ko-ci-pipeline.md-")
+    assert [r.partition_key for r in tick.run_requests] == list(add.partition_keys)
+    instance.add_dynamic_partitions("documents", list(add.partition_keys))
+    by_key = {a.key.to_user_string(): a for a in ASSETS}
+    dg.materialize(
+        ASSETS,
+        selection=[by_key["raw_documents"], by_key["document_sections"]],
+        partition_key=tick.run_requests[0].partition_key,
+        instance=instance,
+        resources=resources,
+    )
+    assert n_section_materializations() == before + 1
+    again = _tick(new_data_sensor, instance, resources)
+    assert not again.run_requests and not again.dynamic_partitions_requests
+    # the model half sees the new sections through the manifest's automation condition
+    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=baseline.cursor)
+    requested = {
+        k
+        for k in ["raw_documents", "document_sections", "teacher_base", "student_base", *UNPARTITIONED]
+        if result.get_num_requested(dg.AssetKey(k))
+    }
+    assert "corpus_manifest" in requested
+    assert not requested & {"raw_documents", "document_sections", "teacher_base", "student_base"}

@@ -1,8 +1,6 @@
 """New data -> retrain: a sensor over the data folders, a nightly stale-only schedule, automation
 conditions on the model half, and the jobs they launch."""
 
-import json
-
 import dagster as dg
 
 from summ_assets.defs.common import DOCUMENTS
@@ -24,22 +22,13 @@ MODEL_CONDITION = (
 ).with_label("data_or_code_changed")
 
 
-def _snapshot(settings: SummSettings) -> dict[str, str]:
-    """{doc id or labels file: sha256} for everything the graph reads from the data folder."""
-    from summ_assets.core.artifacts import sha256_file
-    from summ_assets.core.documents import discover
+def labels_hash(settings: SummSettings) -> str:
+    """Hash of every labels file (what `summary_dataset` reads besides the manifest)."""
+    from summ_assets.core.artifacts import sha256_file, stable_json_hash
 
-    snap = {}
-    root = settings.data_root
-    for doc_id in discover(root).values():
-        p = root / doc_id
-        if p.is_file():
-            snap[doc_id] = sha256_file(p)
-    labels = root / "labels"
-    if labels.is_dir():
-        for p in sorted(labels.rglob("*.jsonl")):
-            snap[p.relative_to(root).as_posix()] = sha256_file(p)
-    return snap
+    labels = settings.data_root / "labels"
+    files = sorted(labels.rglob("*.jsonl")) if labels.is_dir() else []
+    return stable_json_hash([(p.relative_to(labels).as_posix(), sha256_file(p)) for p in files])[:24]
 
 
 @dg.sensor(
@@ -47,31 +36,40 @@ def _snapshot(settings: SummSettings) -> dict[str, str]:
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Registers one partition per new document, drops partitions whose file is gone (artifacts "
-    "are kept), and requests ingestion of new/changed documents; labels changes re-run the model half.",
+    "are kept), requests ingestion of new or changed documents (file hash vs the partition's data "
+    "version), and re-runs summary_dataset when the labels changed.",
 )
 def new_data_sensor(context: dg.SensorEvaluationContext, settings: SummSettings):
-    from summ_assets.core.documents import discover, partition_key
+    from summ_assets.core.artifacts import sha256_file
+    from summ_assets.core.documents import discover
+    from summ_assets.defs.staleness import latest_data_version
 
-    before = json.loads(context.cursor) if context.cursor else {}
-    now = _snapshot(settings)
+    instance = context.instance
     current = discover(settings.data_root)
-    known = set(context.instance.get_dynamic_partitions(DOCUMENTS.name))
+    known = set(instance.get_dynamic_partitions(DOCUMENTS.name))
     add = sorted(set(current) - known)
     drop = sorted(known - set(current))
-    changed_docs = sorted(d for d in current.values() if before.get(d) != now.get(d))
-    labels_changed = any(
-        k.startswith("labels/") and before.get(k) != now.get(k) for k in set(now) | set(before)
-    )
-    requests = [
-        dg.RunRequest(run_key=f"{partition_key(d)}:{now[d][:12]}", partition_key=partition_key(d))
-        for d in changed_docs
-    ]
-    if labels_changed and not changed_docs:
+    requests = []
+    for pk, doc_id in sorted(current.items()):
+        path = settings.data_root / doc_id
+        if not path.is_file():
+            continue
+        sha = sha256_file(path)[:24]
+        if latest_data_version(instance, "raw_documents", pk) != sha:
+            requests.append(
+                dg.RunRequest(
+                    run_key=f"{pk}:{sha}", partition_key=pk, tags={"summ_assets/trigger": "new_data_sensor"}
+                )
+            )
+    lab = labels_hash(settings)
+    ev = instance.get_latest_materialization_event(dg.AssetKey("summary_dataset"))
+    seen = ev.asset_materialization.metadata.get("labels_hash") if ev and ev.asset_materialization else None
+    if seen is not None and seen.value != lab and context.cursor != lab:
         requests.append(
             dg.RunRequest(
-                run_key=f"labels:{json.dumps(sorted(now.items()))[:0]}{len(now)}",
+                run_key=f"labels:{lab}",
                 job_name=train_job.name,
-                stale_assets_only=True,
+                asset_selection=[dg.AssetKey("summary_dataset")],
             )
         )
     dyn = []
@@ -80,9 +78,9 @@ def new_data_sensor(context: dg.SensorEvaluationContext, settings: SummSettings)
     if drop:
         dyn.append(DOCUMENTS.build_delete_request(drop))
     if not (requests or dyn):
-        return dg.SkipReason("no new, changed or removed documents or labels")
-    context.log.info(f"added {add}, dropped {drop}, changed {changed_docs}, labels changed: {labels_changed}")
-    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=dyn, cursor=json.dumps(now))
+        return dg.SkipReason("no new, changed or removed documents; labels unchanged")
+    context.log.info(f"added {add}, dropped {drop}, runs requested: {[r.run_key for r in requests]}")
+    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=dyn, cursor=lab)
 
 
 @dg.schedule(

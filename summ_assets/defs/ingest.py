@@ -182,6 +182,7 @@ def summary_dataset(context: dg.AssetExecutionContext, settings: SummSettings, c
 
     from summ_assets.core.labels import enforce, load_labels, match_labels
     from summ_assets.core.splits import SPLITS, assign_split, split_key
+    from summ_assets.defs.automation import labels_hash
 
     profile = settings.get_profile()
     dc = profile.data
@@ -250,6 +251,7 @@ def summary_dataset(context: dg.AssetExecutionContext, settings: SummSettings, c
             "artifact": dg.MetadataValue.path(str(target)),
             **{f"n_{k}": v for k, v in counts.items()},
             "labels": len(rep.labels),
+            "labels_hash": labels_hash(settings),
             "labels_matched": len(matched),
         },
     )

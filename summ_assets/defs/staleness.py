@@ -47,3 +47,34 @@ def latest_data_version(instance: dg.DagsterInstance, key: str, partition: str |
         return None
     dv = extract_data_version_from_entry(rec.event_log_entry)
     return dv.value if dv is not None else None
+
+
+def stale_plan(
+    instance: dg.DagsterInstance, assets: list, keys: list[str]
+) -> dict[str, tuple[str, list[str]]]:
+    """{key: (status, causes)} for unpartitioned `keys`, with staleness carried to descendants.
+
+    Dagster marks only direct children of a changed asset (its stale causes are not transitive); a
+    descendant of a stale or missing asset will run too once its parent's data version moves, so
+    the plan reports it as "pending" naming the upstream.
+    """
+    from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+
+    graph = AssetGraph.from_assets(assets)
+    res = resolver(instance, assets)
+    plan: dict[str, tuple[str, list[str]]] = {}
+    for key in graph.toposorted_asset_keys:
+        name = key.to_user_string()
+        if name not in keys:
+            continue
+        st, causes = status_of(res, name)
+        if st == "fresh":
+            ups = [
+                p.to_user_string()
+                for p in graph.get(key).parent_keys
+                if p.to_user_string() in plan and plan[p.to_user_string()][0] != "fresh"
+            ]
+            if ups:
+                st, causes = "pending", [f"upstream {', '.join(sorted(ups))} will change"]
+        plan[name] = (st, causes)
+    return plan

@@ -1,0 +1,104 @@
+"""Teacher LoRA training and student distillation on the tiny models: resume, loss, errors."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from summ_assets.core.profiles import TINY
+from summ_assets_tests.test_tokenizer_models import tiny_models
+
+ROWS = [
+    {
+        "section_id": f"s{i}",
+        "text": f"섹션 {i}: 검색 단계는 질의를 임베딩하고 상위 문서를 고른다. 번호 {i}.",
+        "summary": f"검색 단계 {i}는 상위 문서를 고른다.",
+    }
+    for i in range(16)
+]
+
+
+def _examples(tok_dir: Path, rows: list[dict]) -> list[dict]:
+    from transformers import AutoTokenizer
+
+    from summ_assets.core.examples import build_examples
+
+    return build_examples(rows, AutoTokenizer.from_pretrained(tok_dir), 64, 16)
+
+
+def test_teacher_training_resumes_from_the_last_checkpoint_after_a_crash(tmp_path: Path, monkeypatch) -> None:
+    from transformers import TrainerCallback
+
+    from summ_assets.core import lora
+
+    t_dir, _ = tiny_models()
+    profile = replace(TINY, teacher=replace(TINY.teacher, epochs=2, batch_size=4, save_steps=2))
+    val = _examples(t_dir, ROWS[:4])
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+            if state.global_step == 5:
+                raise KeyboardInterrupt("simulated crash")
+
+    real_cls = lora._sft_trainer_cls
+
+    def crashing_cls():  # noqa: ANN202
+        base = real_cls()
+
+        class Crashing(base):
+            def __init__(self, *a, callbacks=None, **kw):  # noqa: ANN001
+                super().__init__(*a, callbacks=[*(callbacks or []), Crash()], **kw)
+
+        return Crashing
+
+    work = tmp_path / "work"
+    monkeypatch.setattr(lora, "_sft_trainer_cls", crashing_cls)
+    with pytest.raises(KeyboardInterrupt):
+        lora.train_lora_teacher(t_dir, ROWS, val, ROWS[:4], profile, work, tmp_path / "out1")
+    assert lora.last_checkpoint(work).endswith("checkpoint-4")
+    monkeypatch.setattr(lora, "_sft_trainer_cls", real_cls)
+    metrics = lora.train_lora_teacher(t_dir, ROWS, val, ROWS[:4], profile, work, tmp_path / "out2")
+    assert metrics["resumed_from"].endswith("checkpoint-4")
+    assert metrics["steps"] == 8  # 16 rows / batch 4 * 2 epochs: the resumed run finishes the plan
+    assert (tmp_path / "out2" / "adapter" / "adapter_model.safetensors").exists()
+    assert (tmp_path / "out2" / "merged" / "model.safetensors").exists()
+    assert not work.exists()  # checkpoints are cleaned up after success
+
+
+def test_qlora_on_cpu_is_a_clear_error(tmp_path: Path) -> None:
+    from summ_assets.core.lora import train_lora_teacher
+
+    t_dir, _ = tiny_models()
+    profile = replace(TINY, teacher=replace(TINY.teacher, load_in_4bit=True))
+    with pytest.raises(RuntimeError, match="QLoRA.*needs CUDA"):
+        train_lora_teacher(t_dir, ROWS, [], [], profile, tmp_path / "w", tmp_path / "o")
+
+
+def test_kd_student_needs_every_cache_row_and_learns(tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from summ_assets.core import logits_cache as lc
+    from summ_assets.core.kd import CacheAlignmentError, attach_teacher, train_student
+
+    t_dir, s_dir = tiny_models()
+    train = _examples(s_dir, ROWS)
+    spec = lc.CacheSpec("topk", 8, 16, "t", "tok", "tpl")
+    teacher = AutoModelForCausalLM.from_pretrained(t_dir, dtype=torch.float32)
+    cache = {r["example_key"]: r for r in lc.capture(teacher, train, spec, pad_id=0, batch_size=8)}
+    with pytest.raises(CacheAlignmentError, match="has no row in the teacher logit cache"):
+        attach_teacher(train, {k: v for k, v in list(cache.items())[1:]})
+    broken = dict(cache)
+    k0 = train[0]["example_key"]
+    broken[k0] = {**cache[k0], "positions": cache[k0]["positions"][1:]}
+    with pytest.raises(CacheAlignmentError, match="do not match"):
+        attach_teacher(train, broken)
+    profile = replace(TINY, student=replace(TINY.student, epochs=3, learning_rate=5e-3, save_steps=1000))
+    m = train_student(
+        s_dir, attach_teacher(train, cache), train[:4], profile, tmp_path / "w", tmp_path / "o", alpha=0.5
+    )
+    assert m["val_loss"] < m["base_val_loss"]
+    assert m["kd_ce_curve"] and all(kd >= 0 for _, kd, _ in m["kd_ce_curve"])
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "o", torch_dtype=torch.float32, device_map="auto")
