@@ -75,7 +75,7 @@ def refresh(dry_run: bool = False) -> int:
     from summ_assets.core.artifacts import sha256_file
     from summ_assets.core.documents import discover
     from summ_assets.definitions import ASSETS
-    from summ_assets.defs.common import DOCUMENTS
+    from summ_assets.defs.common import DOCUMENTS, failure_message
     from summ_assets.defs.resources import default_resources
     from summ_assets.defs.staleness import latest_data_version, resolver, status_of
 
@@ -173,15 +173,7 @@ def refresh(dry_run: bool = False) -> int:
             mark = "ok" if result.success else "FAILED"
             if not result.success:
                 failures.append(doc_id)
-                err = next(
-                    (
-                        e.event_specific_data.error.message.strip().splitlines()[-1]
-                        for e in result.all_events
-                        if e.is_step_failure
-                    ),
-                    "see the UI",
-                )
-                mark += f": {err[:300]}"
+                mark += f": {failure_message(result)[:300] or 'see the UI'}"
             print(f"    [{i}/{len(todo)}] {doc_id} ({why}) {mark}", flush=True)
 
     # 4. the model half, in dependency order, each only if stale after its upstream ran

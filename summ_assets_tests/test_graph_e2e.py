@@ -284,3 +284,46 @@ def test_sensor_registers_one_new_document_and_its_run_rechunks_only_it(built) -
     }
     assert "corpus_manifest" in requested
     assert not requested & {"raw_documents", "document_sections", "teacher_base", "student_base"}
+
+
+def _tree_hash(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_bad_file_fails_only_its_partition_and_data_is_never_written(built) -> None:
+    from summ_assets.core.documents import partition_key
+    from summ_assets.definitions import ASSETS
+
+    instance, resources, data, _ = built
+    (data / "raw" / "broken.md").write_bytes(b"# \xff\xfe broken\n")
+    before = _tree_hash(data)
+    by_key = {a.key.to_user_string(): a for a in ASSETS}
+    good = sorted(instance.get_materialized_partitions(dg.AssetKey("document_sections")))
+    bad = partition_key("raw/broken.md")
+    instance.add_dynamic_partitions("documents", [bad])
+    res = dg.materialize(
+        ASSETS,
+        selection=[by_key["raw_documents"], by_key["document_sections"]],
+        partition_key=bad,
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+    )
+    assert not res.success
+    from summ_assets.defs.common import failure_message
+
+    msg = failure_message(res)
+    assert "broken.md:1:3: invalid UTF-8" in msg
+    manifest = dg.materialize(
+        ASSETS, selection=[by_key["corpus_manifest"]], instance=instance, resources=resources
+    )
+    meta = manifest.asset_materializations_for_node("corpus_manifest")[0].metadata
+    assert meta["documents_without_sections"].value == 1
+    assert meta["documents"].value == len(good)
+    assert _tree_hash(data) == before  # the pipeline never writes under data/
