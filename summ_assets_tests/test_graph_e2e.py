@@ -327,3 +327,43 @@ def test_bad_file_fails_only_its_partition_and_data_is_never_written(built) -> N
     assert meta["documents_without_sections"].value == 1
     assert meta["documents"].value == len(good)
     assert _tree_hash(data) == before  # the pipeline never writes under data/
+
+
+def test_new_training_examples_are_the_only_ones_the_teacher_scores(built) -> None:
+    """Cache is incremental: with the same teacher, only examples with new content keys are scored."""
+    import pyarrow.parquet as pq
+
+    from summ_assets.definitions import ASSETS
+    from summ_assets_tests.conftest import BUNDLED
+
+    instance, resources, data, _ = built
+    by_key = {a.key.to_user_string(): a for a in ASSETS}
+
+    def train_ids() -> set[str]:
+        folder = _latest(instance, "summary_dataset").metadata["artifact"].value
+        return set(pq.read_table(Path(folder) / "train.parquet").column("section_id").to_pylist())
+
+    before = train_ids()
+    new_doc = "raw/ko-ci-pipeline.md"  # added by the sensor test, so far without labels
+    lines = [
+        ln
+        for f in sorted((BUNDLED / "labels").glob("*.jsonl"))
+        for ln in f.read_text().splitlines()
+        if ln.strip() and json.loads(ln)["doc"] == new_doc
+    ]
+    with open(data / "labels" / "labels.jsonl", "a", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    dg.materialize(
+        ASSETS,
+        selection=[by_key["corpus_manifest"], by_key["summary_dataset"]],
+        instance=instance,
+        resources=resources,
+    )
+    added = train_ids() - before
+    assert len(added) >= 3
+    # the teacher is not retrained here (same adapter): only the new examples need teacher log-probs
+    dg.materialize(ASSETS, selection=[by_key["teacher_logits"]], instance=instance, resources=resources)
+    meta = _latest(instance, "teacher_logits").metadata
+    assert meta["scored_examples"].value == len(added)
+    assert meta["reused_examples"].value == meta["examples"].value - len(added)
+    assert meta["shards"].value == 2
