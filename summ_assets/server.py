@@ -1,0 +1,232 @@
+"""HTTP API over a loaded `Summarizer` (FastAPI; `summ-assets serve` runs it with uvicorn on 127.0.0.1).
+
+Endpoints:
+- ``POST /summarize``: the body is the document itself (text/markdown, text/plain, anything not JSON)
+  or JSON ``{"text": "...", "doc_id": "..."}``. Answers ``{"doc_id", "sections": [{heading_path, part,
+  n_parts, summary, char_start, char_end}], "n_sections", "model", "tokens_per_s", "tokens", "seconds"}``.
+  413 over `max_bytes`; 400 for an empty body, invalid UTF-8, binary data or malformed JSON; 422 for a
+  JSON body without a string ``text``, text that is only whitespace, or broken front matter; 504 when the
+  summary is not ready within `timeout_s` (its pending sections are dropped).
+- ``GET /health``: liveness + queue depth. ``GET /model``: the served folder, its lineage, config and
+  training metrics (from the folder's README.md model card and training_metrics.json), serving settings.
+
+Every error is ``{"error": message}``; a client never sees a stack trace (the server log does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from summ_assets.core.chunking import FrontMatterError
+from summ_assets.core.documents import DocumentError
+from summ_assets.serving import Summarizer, decode_utf8, model_card, section_row
+
+log = logging.getLogger("summ_assets.server")
+
+DEFAULT_MAX_BYTES = 1_000_000
+DEFAULT_TIMEOUT_S = 120.0
+MAX_DOC_ID = 200
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _read_body(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise ApiError(
+            413, f"request body of {int(declared):,} bytes exceeds the limit of {max_bytes:,} bytes"
+        )
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise ApiError(413, f"request body exceeds the limit of {max_bytes:,} bytes")
+    return bytes(body)
+
+
+def _parse(body: bytes, content_type: str) -> tuple[str, str]:
+    """(text, doc_id) of a request body; ApiError with a clear message otherwise."""
+    if not body:
+        raise ApiError(
+            400, 'empty body: send the document as text/markdown, or JSON {"text": "...", "doc_id": "..."}'
+        )
+    try:
+        raw = decode_utf8(body, "request body")
+    except DocumentError as exc:
+        raise ApiError(400, str(exc)) from None
+    mime = content_type.split(";", 1)[0].strip().lower()
+    doc_id = "request"
+    if mime == "application/json" or mime.endswith("+json"):
+        try:
+            payload = json.loads(raw)
+        except ValueError as exc:
+            raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("text"), str):
+            raise ApiError(
+                422, 'JSON body must be an object with a string field "text" (and optional "doc_id")'
+            )
+        text = payload["text"]
+        if payload.get("doc_id") is not None:
+            if not isinstance(payload["doc_id"], str) or len(payload["doc_id"]) > MAX_DOC_ID:
+                raise ApiError(422, f'"doc_id" must be a string of at most {MAX_DOC_ID} characters')
+            doc_id = payload["doc_id"] or doc_id
+    else:
+        text = raw
+    if not text.strip():
+        raise ApiError(422, "text is empty (only whitespace): nothing to summarize")
+    return text, doc_id
+
+
+def create_app(
+    summarizer: Summarizer, max_bytes: int = DEFAULT_MAX_BYTES, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> FastAPI:
+    app = FastAPI(
+        title="summ-assets summarizer",
+        description="Section-by-section summaries of Markdown documents by the distilled student.",
+        version="1",
+    )
+    app.state.summarizer = summarizer
+    card = model_card(summarizer.path)
+    started = time.time()
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, f"invalid request: {exc.errors()}")
+
+    @app.exception_handler(Exception)
+    async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return _error(500, f"internal error ({type(exc).__name__}); see the server log")
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "model": str(summarizer.path),
+            "queue": summarizer.queue_size(),
+            "uptime_s": round(time.time() - started, 1),
+            **{k: v for k, v in summarizer.stats.items() if k in ("requests", "sections")},
+        }
+
+    @app.get("/model")
+    async def model() -> dict[str, Any]:
+        return {**card, "serving": {**summarizer.info(), "max_bytes": max_bytes, "timeout_s": timeout_s}}
+
+    async def _summarize(text: str, doc_id: str) -> tuple[list[Any], dict[str, float]]:
+        sections = await run_in_threadpool(summarizer.chunk, text, doc_id)
+        fut = summarizer.submit([s.text for s in sections])
+        outs, stats = await asyncio.wrap_future(fut)  # cancelling this cancels the pending sections
+        return list(zip(sections, outs, strict=True)), stats
+
+    @app.post("/summarize")
+    async def summarize(request: Request) -> JSONResponse:
+        t0 = time.perf_counter()
+        body = await _read_body(request, max_bytes)
+        text, doc_id = _parse(body, request.headers.get("content-type", ""))
+        try:
+            pairs, stats = await asyncio.wait_for(_summarize(text, doc_id), timeout_s)
+        except asyncio.TimeoutError:
+            raise ApiError(504, f"summary not ready within {timeout_s:g}s; try a shorter document") from None
+        except (FrontMatterError, DocumentError) as exc:
+            raise ApiError(422, str(exc)) from None
+        summarizer.record_request()
+        return JSONResponse(
+            {
+                "doc_id": doc_id,
+                "sections": [section_row(s, out) for s, out in pairs],
+                "n_sections": len(pairs),
+                "model": str(summarizer.path),
+                "tokens_per_s": round(stats["tokens_per_s"], 2),
+                "tokens": int(stats["tokens"]),
+                "seconds": round(time.perf_counter() - t0, 4),
+            }
+        )
+
+    return app
+
+
+class BackgroundServer:
+    """uvicorn serving `app` from a daemon thread (tests, benchmarks); loopback only by default.
+
+    ``with BackgroundServer(app) as srv: httpx.get(srv.url + "/health")``; port 0 picks a free port.
+    """
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, startup_timeout_s: float = 30.0):
+        import socket
+
+        import uvicorn
+
+        if port == 0:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((host, 0))
+                port = sock.getsockname()[1]
+        self.host, self.port = host, port
+        self.url = f"http://{host}:{port}"
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        self.server = uvicorn.Server(config)
+        self.startup_timeout_s = startup_timeout_s
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> BackgroundServer:
+        self._thread = threading.Thread(target=self.server.run, name="summ-uvicorn", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + self.startup_timeout_s
+        while not self.server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"uvicorn did not start on {self.url} (port taken?)")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start on {self.url} within {self.startup_timeout_s:g}s")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(
+    summarizer: Summarizer,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+) -> None:
+    import uvicorn
+
+    app = create_app(summarizer, max_bytes=max_bytes, timeout_s=timeout_s)
+    uvicorn.run(app, host=host, port=port, log_level="info")
