@@ -10,14 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-OFFLINE_ENV = {
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    "TRANSFORMERS_VERBOSITY": "error",
-    "TOKENIZERS_PARALLELISM": "false",
-}
-
 # unpartitioned assets in dependency order
 ORDER = [
     "teacher_base",
@@ -35,8 +27,9 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _env() -> None:
-    for k, v in OFFLINE_ENV.items():
-        os.environ.setdefault(k, v)
+    from summ_assets.core.offline import use_offline_env
+
+    use_offline_env()
 
 
 def _say(msg: str) -> None:

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from summ_assets.core.offline import use_offline_env
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "data"
 
-os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_OFFLINE"] = "1"  # forced, not defaulted: tests must never reach a hub
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+use_offline_env()
 
 FIXTURE_DOCS = [
     "raw/ko-rag-pipeline.md",

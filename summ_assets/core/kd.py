@@ -211,6 +211,17 @@ def _trainer_cls() -> Any:
     return DistillationTrainer
 
 
+def freeze_embeddings(model: Any) -> None:
+    """Freeze the (tied) input embedding and LM head: with a 256k vocabulary they are most of a small
+    model's parameters, and the optimizer state for them would dominate memory."""
+    for p in model.get_input_embeddings().parameters():
+        p.requires_grad_(False)
+    out_emb = model.get_output_embeddings()
+    if out_emb is not None:
+        for p in out_emb.parameters():
+            p.requires_grad_(False)
+
+
 def train_student(
     base_dir: Path,
     train_examples: list[dict[str, Any]],
@@ -252,12 +263,7 @@ def train_student(
             ),
         )
     elif cfg.freeze_embeddings:
-        for p in model.get_input_embeddings().parameters():
-            p.requires_grad_(False)
-        out_emb = model.get_output_embeddings()
-        if out_emb is not None:
-            for p in out_emb.parameters():
-                p.requires_grad_(False)
+        freeze_embeddings(model)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     base_val_loss = (
