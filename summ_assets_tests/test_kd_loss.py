@@ -63,14 +63,16 @@ def test_sampled_targets_are_unbiased_in_expectation() -> None:
     assert torch.allclose(est, teacher[0].exp(), atol=0.02)
 
 
-def test_gradients_are_finite_with_padding_and_minus_inf() -> None:
+@pytest.mark.parametrize("divergence", ["forward_kl", "reverse_kl", "jsd"])
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_gradients_are_finite_with_padding_and_minus_inf(divergence: str, temperature: float) -> None:
     teacher, student = _pair(4)
     ids, lp, tail = sparse_targets(teacher, "topk", 6, 0)
     ids[0, 3:] = -1  # padded slots
     lp[0, 3:] = float("-inf")
     lp[1, 0] = float("-inf")  # a stored id with zero probability
     tail[2] = float("-inf")  # nothing outside the stored ids
-    loss = sparse_kd_loss(student, ids, lp, tail, temperature=2.0)
+    loss = sparse_kd_loss(student, ids, lp, tail, temperature=temperature, divergence=divergence)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(student.grad).all()
 
@@ -80,6 +82,14 @@ def test_tail_logprob_of_a_complete_distribution_is_minus_inf() -> None:
     assert torch.isinf(tail_logprob(full)).all()
     part = full.topk(2, -1).values
     assert torch.allclose(tail_logprob(part).exp() + part.exp().sum(-1), torch.ones(3), atol=1e-5)
+
+
+def test_sharing_the_ce_log_softmax_gives_the_same_loss() -> None:
+    teacher, student = _pair(5)
+    ids, lp, tail = sparse_targets(teacher, "topk", 8, 0)
+    alone = sparse_kd_loss(student, ids, lp, tail)
+    shared = sparse_kd_loss(student, ids, lp, tail, student_logq=torch.log_softmax(student, -1))
+    assert torch.equal(alone, shared)
 
 
 def test_unknown_divergence_is_rejected() -> None:

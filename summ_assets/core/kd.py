@@ -40,24 +40,38 @@ def teacher_buckets(t_lp: Any, t_tail: Any, valid: Any, temperature: float, voca
         lp = lp / temperature
         # uniform tail: each of n_tail ids has p = tail / n_tail -> tempered (tail/n)^(1/T) * n
         tail = (tail - n_tail.log()) / temperature + n_tail.log()
-    # an empty tail (-inf) becomes a vanishing one: reverse KL / JSD stay finite, forward KL ignores it
-    dist = _log_bucket_dist(lp, tail.clamp(min=-1e4))
+    dist = _log_bucket_dist(lp, tail)
     return dist - torch.logsumexp(dist, dim=-1, keepdim=True)
 
 
-def student_buckets(logits: Any, t_ids: Any, valid: Any, temperature: float) -> Any:
-    """Student [N, K+1] log distribution: log q_T at the teacher's ids + the exact mass of all other ids."""
+def student_buckets(logq: Any, t_ids: Any, valid: Any, teacher_tail_empty: Any, renormalize: bool) -> Any:
+    """Student [N, K+1] log distribution from its log-probs `logq` [N, V]: log q at the teacher's ids
+    plus the mass of every other id, 1 - sum(q_sel), computed in O(K) (no second vocabulary pass).
+
+    Where the teacher stored no tail (full support, or sampled targets) and `renormalize` is set
+    (reverse KL / JSD), the student is renormalized over the stored ids and its tail bucket dropped:
+    those divergences are infinite otherwise. Forward KL ignores a bucket the teacher gives no mass.
+    """
     import torch
 
-    logq = torch.log_softmax(logits.float() / temperature, dim=-1)
-    ids = t_ids.clamp(min=0)
-    sel = logq.gather(-1, ids)
-    neg_inf = torch.tensor(float("-inf"), device=logits.device)
-    sel = torch.where(valid, sel, neg_inf)
-    chosen = torch.zeros_like(logq, dtype=torch.bool).scatter_(-1, ids, valid)
-    # -1e4 instead of -inf keeps logsumexp's gradient finite when every id is stored (tail mass = 0)
-    tail = torch.logsumexp(logq.masked_fill(chosen, -1e4), dim=-1)
+    neg_inf = torch.tensor(float("-inf"), device=logq.device)
+    sel = torch.where(valid, logq.gather(-1, t_ids.clamp(min=0)), neg_inf)
+    covered = torch.logsumexp(sel, dim=-1, keepdim=True)
+    tail = torch.log(-torch.expm1(covered.clamp(max=-1e-6))).squeeze(-1)
+    if renormalize:
+        empty = teacher_tail_empty.unsqueeze(-1)
+        sel = torch.where(empty, sel - covered, sel)
+        tail = torch.where(teacher_tail_empty, neg_inf, tail)
     return _log_bucket_dist(sel, tail)
+
+
+def _log_mixture(logp: Any, logq: Any) -> Any:
+    """log((p + q) / 2), with finite gradients where both are 0 (padding, empty tail)."""
+    import torch
+
+    both = torch.isinf(logp) & torch.isinf(logq)
+    m = torch.logaddexp(logp.masked_fill(both, 0.0), logq.masked_fill(both, 0.0)) - math.log(2.0)
+    return m.masked_fill(both, float("-inf"))
 
 
 def _kl(logp: Any, logq: Any) -> Any:
@@ -77,21 +91,29 @@ def sparse_kd_loss(
     *,
     temperature: float = 1.0,
     divergence: str = "forward_kl",
+    student_logq: Any = None,
 ) -> Any:
-    """Mean over positions of T^2 * D(teacher || student) on K+1 buckets. Inputs are [N, V] / [N, K] / [N]."""
+    """Mean over positions of T^2 * D(teacher || student) on K+1 buckets. Inputs are [N, V] / [N, K] / [N].
+
+    `student_logq` (log_softmax of the logits at T=1) may be passed to reuse the CE pass when T == 1.
+    """
     import torch
 
     if divergence not in DIVERGENCES:
         raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
     valid = (t_ids >= 0) & torch.isfinite(t_logprobs.float())
     logp = teacher_buckets(t_logprobs, t_tail, valid, temperature, student_logits.shape[-1])
-    logq = student_buckets(student_logits, t_ids, valid, temperature)
+    if student_logq is None or temperature != 1.0:
+        scaled = student_logits.float() if temperature == 1.0 else student_logits.float() / temperature
+        student_logq = torch.log_softmax(scaled, dim=-1)
+    tail_empty = ~torch.isfinite(t_tail.float())
+    logq = student_buckets(student_logq, t_ids, valid, tail_empty, renormalize=divergence != "forward_kl")
     if divergence == "forward_kl":
         per = _kl(logp, logq)
     elif divergence == "reverse_kl":
         per = _kl(logq, logp)
     else:
-        m = torch.logsumexp(torch.stack([logp, logq]), dim=0) - math.log(2.0)
+        m = _log_mixture(logp, logq)
         per = 0.5 * _kl(logp, m) + 0.5 * _kl(logq, m)
     return per.mean() * temperature**2
 
@@ -164,6 +186,7 @@ def collate(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
 
 
 def _trainer_cls() -> Any:
+    import torch
     import torch.nn.functional as F
     from transformers import Trainer
 
@@ -192,7 +215,8 @@ def _trainer_cls() -> Any:
             logits, targets, _ = completion_logits(
                 model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
             )
-            ce = F.cross_entropy(logits, targets)
+            logq = torch.log_softmax(logits, dim=-1)  # one vocabulary pass shared by CE and KD (T=1)
+            ce = F.nll_loss(logq, targets)
             loss = ce
             if self.alpha > 0 and "teacher_ids" in inputs:
                 kd = sparse_kd_loss(
@@ -202,6 +226,7 @@ def _trainer_cls() -> Any:
                     inputs["teacher_tail"],
                     temperature=self.temperature,
                     divergence=self.divergence,
+                    student_logq=logq,
                 )
                 loss = self.alpha * kd + (1 - self.alpha) * ce
                 if model.training:
