@@ -63,3 +63,17 @@ def test_importing_definitions_does_not_import_torch() -> None:
     code = "import sys, summ_assets.definitions; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert out.stdout.strip() == "False False", out.stderr
+
+
+def test_code_versions_follow_only_the_settings_an_asset_reads(monkeypatch) -> None:
+    from dataclasses import replace
+
+    from summ_assets.core import profiles
+    from summ_assets.defs.common import code_version
+
+    before = {k: code_version("x", *s) for k, s in (("base", ("student.source",)), ("train", ("student",)))}
+    tuned = replace(profiles.DEMO, student=replace(profiles.DEMO.student, alpha=0.9))
+    monkeypatch.setattr(profiles, "get_profile", lambda name=None: tuned)
+    after = {k: code_version("x", *s) for k, s in (("base", ("student.source",)), ("train", ("student",)))}
+    assert after["base"] == before["base"]  # alpha does not touch the student's base model
+    assert after["train"] != before["train"]  # ...but marks the student trainers stale

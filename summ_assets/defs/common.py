@@ -30,7 +30,7 @@ def progress_logger(context: dg.AssetExecutionContext, every: int = 1):
 
 
 def code_version(base: str, *sections: str) -> str:
-    """`base` + a short hash of the profile sections the asset reads.
+    """`base` + a short hash of the profile sections (or dotted fields) the asset reads.
 
     A profile is configuration, invisible to Dagster; folding the relevant part into the code version
     makes a changed setting (e.g. the LoRA rank) mark exactly the assets that read it as stale.
@@ -43,7 +43,14 @@ def code_version(base: str, *sections: str) -> str:
     if not sections:
         return base
     prof = asdict(get_profile())
-    return f"{base}+{stable_json_hash({s: prof[s] for s in sections})[:8]}"
+
+    def pick(path: str) -> object:
+        value: object = prof
+        for part in path.split("."):
+            value = value[part]  # type: ignore[index]
+        return value
+
+    return f"{base}+{stable_json_hash({s: pick(s) for s in sections})[:8]}"
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:

@@ -48,7 +48,7 @@ def _stamp(tmp: Path, payload: dict) -> None:
 
 @dg.asset(
     group_name=GROUP,
-    code_version=code_version("teacher-base-v1", "teacher"),
+    code_version=code_version("teacher-base-v1", "teacher.source"),
     kinds={"pytorch", "huggingface"},
 )
 def teacher_base(context: dg.AssetExecutionContext, settings: SummSettings) -> dg.Output:
@@ -94,7 +94,7 @@ def teacher_base(context: dg.AssetExecutionContext, settings: SummSettings) -> d
 
 @dg.asset(
     group_name=GROUP,
-    code_version=code_version("student-base-v1", "student"),
+    code_version=code_version("student-base-v1", "student.source"),
     kinds={"pytorch", "huggingface"},
 )
 def student_base(context: dg.AssetExecutionContext, settings: SummSettings, teacher_base: dict) -> dg.Output:
