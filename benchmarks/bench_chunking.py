@@ -26,7 +26,6 @@ Figures (one per line, ``<name>: <value> <unit>``):
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import resource
 import statistics
@@ -39,11 +38,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from summ_assets.core.offline import use_offline_env  # noqa: E402
+
+use_offline_env()
 
 KO_SUBJECTS = [
     "회의는",

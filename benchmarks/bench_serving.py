@@ -17,7 +17,6 @@ Prints one line per figure: ``<name>: <value> <unit>``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -26,11 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from summ_assets.core.offline import use_offline_env  # noqa: E402
+
+use_offline_env()
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = ["ko-rag-pipeline.md", "ko-lora-finetuning.md", "ko-knowledge-distillation.md", "ko-docker-basics.md"]

@@ -10,19 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-# unpartitioned assets in dependency order
-ORDER = [
-    "teacher_base",
-    "student_base",
-    "corpus_manifest",
-    "summary_dataset",
-    "teacher_adapter",
-    "student_baseline",
-    "teacher_logits",
-    "student_model",
-    "evaluation_report",
-    "promoted_student",
-]
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -67,7 +54,7 @@ def refresh(dry_run: bool = False) -> int:
 
     from summ_assets.core.artifacts import sha256_file
     from summ_assets.core.documents import discover
-    from summ_assets.definitions import ASSETS
+    from summ_assets.definitions import ASSETS, UNPARTITIONED
     from summ_assets.defs.common import DOCUMENTS, failure_message
     from summ_assets.defs.resources import default_resources
     from summ_assets.defs.staleness import latest_data_version, resolver, status_of
@@ -171,7 +158,7 @@ def refresh(dry_run: bool = False) -> int:
 
     # 4. the model half, in dependency order, each only if stale after its upstream ran
     force = {"corpus_manifest"} if (todo or add or drop) else set()
-    ok = run_unpartitioned(ORDER[2:], force)
+    ok = run_unpartitioned(list(UNPARTITIONED), force)
     _say(
         f"refresh done in {time.time() - t0:.0f}s"
         + (f"; failed: {failures}" if failures else "; all up to date")

@@ -22,16 +22,17 @@ _ASSETS = [
     evaluation.promoted_student,
 ]
 
-UNPARTITIONED = {
+# the unpartitioned model half, in dependency order (the refresh CLI walks it in this order)
+UNPARTITIONED = (
     "corpus_manifest",
     "summary_dataset",
     "teacher_adapter",
+    "student_baseline",
     "teacher_logits",
     "student_model",
-    "student_baseline",
     "evaluation_report",
     "promoted_student",
-}
+)
 
 
 def _with_automation(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:

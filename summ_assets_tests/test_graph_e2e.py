@@ -11,18 +11,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from summ_assets.definitions import UNPARTITIONED  # noqa: E402
 from summ_assets_tests.conftest import REPO, copy_corpus
-
-UNPARTITIONED = [
-    "corpus_manifest",
-    "summary_dataset",
-    "teacher_adapter",
-    "teacher_logits",
-    "student_model",
-    "student_baseline",
-    "evaluation_report",
-    "promoted_student",
-]
 
 
 def _resources(data: Path, art: Path) -> dict:

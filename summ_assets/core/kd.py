@@ -262,9 +262,9 @@ def train_student(
     import shutil
 
     import torch
-    from transformers import AutoTokenizer, TrainerCallback, TrainingArguments
+    from transformers import AutoTokenizer, TrainingArguments
 
-    from summ_assets.core.lm import mean_completion_loss, set_threads
+    from summ_assets.core.lm import mean_completion_loss, progress_callback, set_threads, trainer_kwargs
     from summ_assets.core.lora import last_checkpoint
     from summ_assets.core.models import count_parameters, load_causal_lm, resolve_device
 
@@ -295,34 +295,8 @@ def train_student(
         mean_completion_loss(model, val_examples, tok.pad_token_id) if val_examples else float("nan")
     )
 
-    class Progress(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
-            if progress and logs and "loss" in logs:
-                progress(f"student step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f}")
-
     args = TrainingArguments(
-        output_dir=str(work_dir),
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type="linear",
-        logging_steps=1,
-        eval_strategy="epoch" if val_examples else "no",
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        bf16=profile.dtype == "bfloat16" and device == "cuda",
-        use_cpu=device == "cpu",
-        remove_unused_columns=False,
-        report_to="none",
-        seed=profile.seed,
-        data_seed=profile.seed,
-        disable_tqdm=True,
-        prediction_loss_only=True,
-        dataloader_num_workers=0,
+        **trainer_kwargs(cfg, profile, device, work_dir, bool(val_examples)), remove_unused_columns=False
     )
     trainer = _trainer_cls()(
         model=model,
@@ -330,7 +304,7 @@ def train_student(
         train_dataset=train_examples,
         eval_dataset=val_examples or None,
         data_collator=lambda rows: collate(rows, tok.pad_token_id),
-        callbacks=[Progress()],
+        callbacks=[progress_callback(progress, "student")],
         alpha=alpha,
         temperature=cfg.temperature,
         divergence=cfg.divergence,

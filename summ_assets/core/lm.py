@@ -92,3 +92,43 @@ def mean_completion_loss(
             total += float(F.cross_entropy(logits, targets, reduction="sum"))
             count += int(targets.numel())
     return total / max(count, 1)
+
+
+def trainer_kwargs(cfg: Any, profile: Any, device: str, work_dir: Any, has_eval: bool) -> dict[str, Any]:
+    """Training arguments the teacher (trl SFTConfig) and the students (TrainingArguments) share:
+    same schedule, logging, checkpointing, precision and seeds."""
+    return {
+        "output_dir": str(work_dir),
+        "num_train_epochs": cfg.epochs,
+        "max_steps": cfg.max_steps,
+        "per_device_train_batch_size": cfg.batch_size,
+        "per_device_eval_batch_size": cfg.batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "learning_rate": cfg.learning_rate,
+        "lr_scheduler_type": "linear",
+        "logging_steps": 1,
+        "eval_strategy": "epoch" if has_eval else "no",
+        "save_strategy": "steps",
+        "save_steps": cfg.save_steps,
+        "save_total_limit": 2,
+        "bf16": profile.dtype == "bfloat16" and device == "cuda",
+        "use_cpu": device == "cpu",
+        "report_to": "none",
+        "seed": profile.seed,
+        "data_seed": profile.seed,
+        "disable_tqdm": True,
+        "prediction_loss_only": True,
+        "dataloader_num_workers": 0,
+    }
+
+
+def progress_callback(progress: Any, who: str) -> Any:
+    """A TrainerCallback that reports "<who> step i/n loss x" through `progress` (e.g. Dagster's log)."""
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
+            if progress and logs and "loss" in logs:
+                progress(f"{who} step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f}")
+
+    return Progress()

@@ -9,7 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from summ_assets.core.lm import completion_ce, mean_completion_loss, set_threads
+from summ_assets.core.lm import (
+    completion_ce,
+    mean_completion_loss,
+    progress_callback,
+    set_threads,
+    trainer_kwargs,
+)
 from summ_assets.core.models import load_causal_lm, resolve_device
 from summ_assets.core.profiles import Profile
 from summ_assets.core.prompts import completion_messages, prompt_messages
@@ -54,7 +60,7 @@ def train_lora_teacher(
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoTokenizer, TrainerCallback
+    from transformers import AutoTokenizer
     from trl import SFTConfig
 
     cfg = profile.teacher
@@ -88,34 +94,13 @@ def train_lora_teacher(
 
     train_ds = Dataset.from_list(sft_rows(train_rows, tok, profile.data.max_prompt_tokens))
     eval_ds = Dataset.from_list(sft_rows(val_rows, tok, profile.data.max_prompt_tokens)) if val_rows else None
-    bf16 = profile.dtype == "bfloat16" and device == "cuda"
     args = SFTConfig(
-        output_dir=str(work_dir),
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size,
-        per_device_eval_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type="linear",
+        **trainer_kwargs(cfg, profile, device, work_dir, eval_ds is not None),
         warmup_steps=0,
-        logging_steps=1,
-        eval_strategy="epoch" if eval_ds is not None else "no",
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        bf16=bf16,
         fp16=False,
-        use_cpu=device == "cpu",
         gradient_checkpointing=False,
         max_length=profile.data.max_prompt_tokens + profile.data.max_summary_tokens + 32,
         completion_only_loss=True,
-        report_to="none",
-        seed=profile.seed,
-        data_seed=profile.seed,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
-        prediction_loss_only=True,
     )
     lora = LoraConfig(
         r=cfg.lora_r,
@@ -125,11 +110,6 @@ def train_lora_teacher(
         task_type="CAUSAL_LM",
     )
 
-    class Progress(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
-            if progress and logs and "loss" in logs:
-                progress(f"teacher step {state.global_step}/{state.max_steps} loss {logs['loss']:.4f}")
-
     trainer = _sft_trainer_cls()(
         model=model,
         args=args,
@@ -137,7 +117,7 @@ def train_lora_teacher(
         eval_dataset=eval_ds,
         processing_class=tok,
         peft_config=lora,
-        callbacks=[Progress()],
+        callbacks=[progress_callback(progress, "teacher")],
     )
     resume = last_checkpoint(work_dir)
     if resume:
