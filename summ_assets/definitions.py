@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from summ_assets.defs import automation, evaluation, ingest, models, student, teacher
+from summ_assets.defs.common import OWNERS
 from summ_assets.defs.resources import default_resources
 
 _ASSETS = [
@@ -35,13 +36,15 @@ UNPARTITIONED = (
 )
 
 
-def _with_automation(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
+def _finish(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
+    """Attributes every asset shares, set here once: owners; the automation condition of the model half."""
+    asset = asset.map_asset_specs(lambda spec: spec.replace_attributes(owners=list(OWNERS)))
     if asset.key.to_user_string() in UNPARTITIONED:
         return asset.with_attributes(automation_condition=automation.MODEL_CONDITION)
     return asset
 
 
-ASSETS = [_with_automation(a) for a in _ASSETS]
+ASSETS = [_finish(a) for a in _ASSETS]
 
 defs = dg.Definitions(
     assets=ASSETS,

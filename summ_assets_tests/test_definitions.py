@@ -77,3 +77,21 @@ def test_code_versions_follow_only_the_settings_an_asset_reads(monkeypatch) -> N
     after = {k: code_version("x", *s) for k, s in (("base", ("student.source",)), ("train", ("student",)))}
     assert after["base"] == before["base"]  # alpha does not touch the student's base model
     assert after["train"] != before["train"]  # ...but marks the student trainers stale
+
+
+def test_every_asset_has_owners_group_kinds_and_description() -> None:
+    from summ_assets.definitions import defs
+    from summ_assets.defs.common import OWNERS
+
+    nodes = list(defs.resolve_asset_graph().asset_nodes)
+    assert len(nodes) == 12
+    for node in nodes:
+        name = node.key.to_user_string()
+        assert list(node.owners) == list(OWNERS), f"{name}: owners {node.owners}"
+        assert node.group_name in {"models", "ingest", "teacher", "student", "evaluation"}, name
+        assert node.kinds and len(node.kinds) <= 3, f"{name}: kinds {node.kinds}"
+        assert node.description and len(node.description) > 20, f"{name}: no description"
+    # the owners survive next to the automation condition the model half gets in the same place
+    by_key = {n.key.to_user_string(): n for n in nodes}
+    assert by_key["student_model"].automation_condition is not None
+    assert by_key["raw_documents"].automation_condition is None

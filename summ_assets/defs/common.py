@@ -6,6 +6,8 @@ from typing import Any
 import dagster as dg
 
 GPU_POOL = "gpu"
+# Who answers for every asset (shown in the UI's asset pages); applied once in definitions.py.
+OWNERS = ("team:ml-platform",)
 DOCUMENTS = dg.DynamicPartitionsDefinition(name="documents")
 
 
