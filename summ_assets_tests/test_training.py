@@ -102,3 +102,46 @@ def test_kd_student_needs_every_cache_row_and_learns(tmp_path: Path) -> None:
     assert m["val_loss"] < m["base_val_loss"]
     assert m["kd_ce_curve"] and all(kd >= 0 for _, kd, _ in m["kd_ce_curve"])
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "o", torch_dtype=torch.float32, device_map="auto")
+
+
+def test_student_selection_on_val_rouge_stops_early_and_keeps_the_best_epoch(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import torch
+    from safetensors.torch import load_file
+
+    from summ_assets.core import early_stopping
+    from summ_assets.core.kd import train_student
+
+    _, s_dir = tiny_models()
+    train = _examples(s_dir, ROWS)
+    snapshots: list[dict[str, torch.Tensor]] = []
+    scores = iter([0.30, 0.50, 0.40, 0.45, 0.10])  # best after epoch 2, then two epochs without gain
+
+    def fake_scorer(model) -> float:  # noqa: ANN001
+        snapshots.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
+        return next(scores)
+
+    real = early_stopping.rouge_selection_callback
+
+    def with_fake(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        return real(*a, **kw, scorer=fake_scorer)
+
+    profile = replace(
+        TINY,
+        student=replace(
+            TINY.student, epochs=5, learning_rate=5e-3, save_steps=1000, early_stopping_patience=2
+        ),
+    )
+    monkeypatch.setattr(early_stopping, "rouge_selection_callback", with_fake)
+    m = train_student(
+        s_dir, train, train[:4], profile, tmp_path / "w", tmp_path / "o", alpha=0.0, val_rows=ROWS[:4]
+    )
+    assert [s for _, s in m["val_rouge_by_epoch"]] == [0.30, 0.50, 0.40, 0.45]  # stopped after epoch 4
+    assert m["selected_epoch"] == 2.0
+    saved_weights = load_file(str(tmp_path / "o" / "model.safetensors"))
+    best = snapshots[1]
+    name = next(n for n in best if "layers.0" in n and "weight" in n)
+    key = name if name in saved_weights else name.removeprefix("model.")
+    assert torch.equal(saved_weights[key], best[name])
+    assert not torch.equal(snapshots[3][name], best[name])  # training did move the weights after epoch 2

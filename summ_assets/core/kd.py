@@ -257,8 +257,14 @@ def train_student(
     *,
     alpha: float,
     progress: Any = None,
+    val_rows: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Train the student (full or LoRA) on examples (with `teacher` rows when alpha > 0)."""
+    """Train the student (full or LoRA) on examples (with `teacher` rows when alpha > 0).
+
+    With `val_rows` (text + summary) and ``cfg.select_on_val_rouge``, val ROUGE-L is scored after each
+    epoch, training stops after ``cfg.early_stopping_patience`` epochs without improvement, and the
+    best epoch's weights are the ones saved.
+    """
     import shutil
 
     import torch
@@ -309,6 +315,12 @@ def train_student(
         temperature=cfg.temperature,
         divergence=cfg.divergence,
     )
+    selection = None
+    if val_rows and cfg.select_on_val_rouge:
+        from summ_assets.core.early_stopping import rouge_selection_callback
+
+        selection = rouge_selection_callback(tok, val_rows, profile, cfg.early_stopping_patience, progress)
+        trainer.add_callback(selection)
     resume = last_checkpoint(work_dir)
     t0 = time.time()
     trainer.train(resume_from_checkpoint=resume)
@@ -334,4 +346,6 @@ def train_student(
         "parameters": count_parameters(final),
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
         "resumed_from": resume,
+        "val_rouge_by_epoch": selection.history if selection else [],
+        "selected_epoch": selection.best_epoch if selection else None,
     }

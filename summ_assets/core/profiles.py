@@ -76,6 +76,9 @@ class StudentConfig:
     lora_alpha: int = 32
     gradient_checkpointing: bool = False
     save_steps: int = 50
+    # model selection: greedy val ROUGE-Lsum after each epoch, keep the best epoch's weights
+    select_on_val_rouge: bool = True
+    early_stopping_patience: int = 1  # epochs without improvement before stopping (0 = never)
 
 
 @dataclass(frozen=True)

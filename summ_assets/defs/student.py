@@ -60,9 +60,8 @@ def _train(
         train = build_examples(
             read_split(summary_dataset, "train"), tok, dp.max_prompt_tokens, dp.max_summary_tokens
         )
-        val = build_examples(
-            read_split(summary_dataset, "val"), tok, dp.max_prompt_tokens, dp.max_summary_tokens
-        )
+        val_rows = read_split(summary_dataset, "val")
+        val = build_examples(val_rows, tok, dp.max_prompt_tokens, dp.max_summary_tokens)
         if not train:
             raise dg.Failure("the train split is empty")
         if teacher_logits is not None:
@@ -97,6 +96,7 @@ def _train(
                 tmp,
                 alpha=alpha,
                 progress=progress_logger(context),
+                val_rows=val_rows,
             )
             write_json(tmp / "training_metrics.json", metrics)
             lineage = {

@@ -1,0 +1,137 @@
+"""Sweep distillation settings on the demo's artifacts and print val ROUGE-Lsum (Kiwi) per setting.
+
+Reuses what `make demo` left in artifacts/ (pruned student base, capped training split and its
+teacher-logit cache) and scores every setting on the *uncapped* val split of the same corpus, so a
+difference between settings is measured on ~4x more examples than the demo report's val table.
+Each line it prints is one training run; the README's "Distillation notes" records the outcomes.
+
+    .venv/bin/python -m benchmarks.tune_kd alpha=0.0 alpha=0.5 alpha=0.5,divergence=reverse_kl
+
+A setting is comma-separated `field=value` overrides of the profile's StudentConfig.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from summ_assets.core.offline import use_offline_env
+
+
+def _load(name: str, root: Path) -> object:
+    return pickle.loads((root / "_dagster_io" / name).read_bytes())
+
+
+def _parse(setting: str, cfg: object) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for part in filter(None, setting.split(",")):
+        k, v = part.split("=", 1)
+        cur = getattr(cfg, k)
+        out[k] = type(cur)(v) if cur is not None and not isinstance(cur, bool) else v
+        if isinstance(cur, bool):
+            out[k] = v.lower() in ("1", "true", "yes")
+    return out
+
+
+def uncapped_split(manifest: str, data_root: Path, profile: object, split: str) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    from summ_assets.core.labels import load_labels, match_labels
+    from summ_assets.core.splits import assign_split, split_key
+
+    sections = pq.read_table(manifest).to_pylist()
+    rep = load_labels(data_root / "labels", data_root)
+    matched = match_labels(rep, sections, {s["doc_id"] for s in sections})
+    dc = profile.data
+    rows = []
+    for s in sections:
+        lab = matched.get(s["section_id"])
+        sp = assign_split(
+            s["doc_id"], s["heading_path"], s["part"], lab is not None, dc.val_fraction, dc.test_seen_fraction
+        )
+        if sp == split:
+            rows.append({**s, "summary": lab.summary, "split_key": split_key(s["doc_id"], s["heading_path"], s["part"])})
+    return sorted(rows, key=lambda r: r["split_key"])
+
+
+def main(settings: list[str]) -> None:
+    use_offline_env()
+    import torch
+    from transformers import AutoTokenizer
+
+    from summ_assets.core import logits_cache as lc
+    from summ_assets.core.examples import build_examples
+    from summ_assets.core.generation import summarize_texts
+    from summ_assets.core.kd import attach_teacher, train_student
+    from summ_assets.core.metrics import rouge_scores
+    from summ_assets.core.models import load_causal_lm
+    from summ_assets.core.profiles import get_profile
+    from summ_assets.defs.ingest import read_split
+
+    root = Path("artifacts").resolve()
+    profile = get_profile("demo")
+    base = _load("student_base", root)
+    dataset = _load("summary_dataset", root)
+    cache_out = _load("teacher_logits", root)
+    manifest = _load("corpus_manifest", root)
+    tok = AutoTokenizer.from_pretrained(base["path"])
+    dp = profile.data
+    train = build_examples(read_split(dataset, "train"), tok, dp.max_prompt_tokens, dp.max_summary_tokens)
+    val_rows = uncapped_split(manifest, Path("data").resolve(), profile, "val")
+    val = build_examples(val_rows, tok, dp.max_prompt_tokens, dp.max_summary_tokens)
+    spec_keys = ("mode", "k", "n_samples", "teacher_fingerprint", "tokenizer_hash", "chat_template_hash")
+    spec = lc.CacheSpec(**{k: cache_out["spec"][k] for k in spec_keys})
+    cache = lc.load(Path(cache_out["path"]), spec, {e["example_key"] for e in train})
+    kd_train = attach_teacher(train, cache)
+    print(f"train {len(train)}  val (uncapped) {len(val)}", flush=True)
+    out_root = root / "_sweep"
+    for setting in settings:
+        over = _parse(setting, profile.student)
+        prof = replace(profile, student=replace(profile.student, **over))
+        alpha = prof.student.alpha
+        tag = setting.replace("=", "").replace(",", "_") or "default"
+        t0 = time.time()
+        metrics = train_student(
+            Path(base["path"]),
+            kd_train if alpha > 0 else train,
+            [],
+            prof,
+            out_root / "_work" / tag,
+            out_root / tag,
+            alpha=alpha,
+        )
+        model = load_causal_lm(out_root / tag)
+        from summ_assets.core.lm import mean_completion_loss
+
+        vloss = mean_completion_loss(model, val, tok.pad_token_id)
+        preds, st = summarize_texts(
+            model,
+            tok,
+            [r["text"] for r in val_rows],
+            max_prompt_tokens=dp.max_prompt_tokens,
+            max_new_tokens=profile.eval.max_new_tokens,
+            batch_size=profile.eval.batch_size,
+        )
+        scores = rouge_scores(preds, [r["summary"] for r in val_rows], "kiwi")
+        rl = [s["rougeLsum_f"] for s in scores]
+        result = {
+            "setting": setting,
+            "val_n": len(val_rows),
+            "val_loss": round(vloss, 4),
+            "rougeLsum": round(sum(rl) / len(rl), 4),
+            "rouge1": round(sum(s["rouge1_f"] for s in scores) / len(scores), 4),
+            "steps": metrics["steps"],
+            "seconds": round(time.time() - t0, 1),
+        }
+        (out_root / tag / "sweep.json").write_text(json.dumps({**result, "per_example": rl, "preds": preds}))
+        print(json.dumps(result), flush=True)
+        del model
+        torch.set_num_threads(profile.threads or 2)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or ["alpha=0.0", "alpha=0.5"])
