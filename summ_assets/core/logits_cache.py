@@ -269,3 +269,156 @@ def link_or_copy(src: Path, dst: Path) -> None:
         os.link(src, dst)
     except OSError:
         shutil.copy2(src, dst)
+
+
+# --- sharded writing: a cluster scores disjoint shards of examples, one merge publishes them -------------
+#
+# An example belongs to shard `shard_index(example_key, n)` (a hash, so the assignment is the same on
+# every machine and does not depend on example order). Each shard is one Parquet file in a staging
+# folder, written independently (`write_shard_part`, atomic per file) by whoever scores it — one rank
+# of `torchrun`, one Pipes pod, one loop iteration. `merge_shards` checks that every shard is present,
+# carries the expected spec and exactly the expected keys, and only then publishes the cache folder in
+# one rename (all or nothing; the previous folder stays as it was on any error).
+
+
+class ShardMergeError(CacheMismatchError):
+    """A sharded cache cannot be merged: missing shard, wrong spec, duplicate/missing/stray keys."""
+
+
+def shard_index(example_key: str, num_shards: int) -> int:
+    """Deterministic shard of an example: sha256(example_key) mod `num_shards`."""
+    import hashlib
+
+    if num_shards < 1:
+        raise ValueError(f"num_shards must be >= 1, got {num_shards}")
+    return int(hashlib.sha256(example_key.encode()).hexdigest()[:12], 16) % num_shards
+
+
+def split_into_shards(examples: list[dict[str, Any]], num_shards: int) -> list[list[dict[str, Any]]]:
+    """`examples` (dicts with "example_key") grouped by shard; input order kept inside a shard."""
+    out: list[list[dict[str, Any]]] = [[] for _ in range(num_shards)]
+    for ex in examples:
+        out[shard_index(ex["example_key"], num_shards)].append(ex)
+    return out
+
+
+def shard_part_path(staging: Path, index: int, num_shards: int) -> Path:
+    return Path(staging) / f"shard-{index:05d}-of-{num_shards:05d}.parquet"
+
+
+def write_shard_part(
+    rows: list[dict[str, Any]],
+    staging: Path,
+    index: int,
+    num_shards: int,
+    spec: CacheSpec,
+    rows_per_group: int = 256,
+) -> Path:
+    """Write shard `index` of `num_shards` into `staging` (an empty shard is written too: present
+    means done). Refuses rows that belong to another shard."""
+    wrong = [r["example_key"] for r in rows if shard_index(r["example_key"], num_shards) != index]
+    if wrong:
+        raise ShardMergeError(
+            f"shard {index}/{num_shards}: {len(wrong)} row(s) belong to other shards (first: {wrong[0]}); "
+            "split the examples with split_into_shards(examples, num_shards)"
+        )
+    path = shard_part_path(staging, index, num_shards)
+    write_shard(rows, path, spec, rows_per_group)
+    return path
+
+
+def shard_part_keys(path: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, columns=["example_key"]).column("example_key").to_pylist()
+
+
+def _preview(keys: Any, n: int = 3) -> str:
+    keys = sorted(keys)
+    more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
+    return ", ".join(keys[:n]) + more
+
+
+def merge_shards(
+    staging: Path,
+    target: Path,
+    spec: CacheSpec,
+    num_shards: int,
+    expected_keys: set[str] | list[str],
+    reuse: list[Path] | tuple[Path, ...] = (),
+) -> dict[str, Any]:
+    """Publish the `num_shards` shard files in `staging` (+ already-cached `reuse` shard files) as the
+    cache folder `target`, atomically (temp folder + rename; an existing `target` is replaced only on
+    success).
+
+    Refuses, with a ShardMergeError naming the shard/file and what to do: a missing shard file, a
+    shard file of another split (different shard count), a spec/fingerprint that differs from `spec`,
+    a row in the wrong shard, a key present twice (within or across shards, or also in `reuse`), a key
+    of `expected_keys` that no shard holds, or a key that was not expected.
+    Returns {"shards", "rows", "files"}.
+    """
+    from summ_assets.core.artifacts import atomic_dir, stable_json_hash
+
+    staging, target = Path(staging), Path(target)
+    expected = set(expected_keys)
+    paths = [shard_part_path(staging, i, num_shards) for i in range(num_shards)]
+    missing = [i for i, p in enumerate(paths) if not p.exists()]
+    if missing:
+        raise ShardMergeError(
+            f"{staging}: shard(s) {missing} of {num_shards} missing; score those shards again "
+            f"(write_shard_part(..., index, {num_shards}, ...)) before merging — {target} was not touched"
+        )
+    stray = sorted(
+        p.name for p in staging.glob("shard-*.parquet") if p not in set(paths) and not p.name.startswith(".")
+    )
+    if stray:
+        raise ShardMergeError(
+            f"{staging}: shard files of another split ({', '.join(stray[:3])}) next to a {num_shards}-way split; "
+            "use a fresh staging folder per split"
+        )
+    seen: dict[str, str] = {}
+    for f in reuse:
+        check_compatible(read_metadata(Path(f)), spec, str(f))
+        for key in shard_part_keys(Path(f)):
+            seen.setdefault(key, str(f))
+    reused_keys = set(seen)
+    per_shard: list[list[str]] = []
+    for i, p in enumerate(paths):
+        try:
+            check_compatible(read_metadata(p), spec, str(p))
+        except CacheMismatchError as exc:
+            raise ShardMergeError(f"shard {i}/{num_shards}: {exc}") from exc
+        keys = shard_part_keys(p)
+        for key in keys:
+            if shard_index(key, num_shards) != i:
+                raise ShardMergeError(f"{p}: example {key} belongs to shard {shard_index(key, num_shards)}")
+            if key in seen:
+                raise ShardMergeError(
+                    f"duplicate example {key}: in {p} and in {seen[key]}; re-score one shard into a fresh staging folder"
+                )
+            seen[key] = str(p)
+        per_shard.append(keys)
+    new_keys = set(seen) - reused_keys
+    lost = expected - set(seen)
+    if lost:
+        by_shard = sorted({shard_index(k, num_shards) for k in lost})
+        raise ShardMergeError(
+            f"{len(lost)} expected example(s) are in no shard (shards {by_shard} are incomplete): "
+            f"{_preview(lost)}; re-score those shards — {target} was not touched"
+        )
+    extra = new_keys - expected
+    if extra:
+        raise ShardMergeError(
+            f"{len(extra)} example(s) in the shards were not expected: {_preview(extra)}; the shards were "
+            "scored for another dataset — use a fresh staging folder"
+        )
+    files = 0
+    with atomic_dir(target) as tmp:
+        for f in reuse:
+            link_or_copy(Path(f), tmp / Path(f).name)
+            files += 1
+        for p, keys in zip(paths, per_shard, strict=True):
+            if keys:
+                link_or_copy(p, tmp / f"part-{stable_json_hash(sorted(keys))[:16]}.parquet")
+                files += 1
+    return {"shards": num_shards, "rows": len(seen), "files": files}
