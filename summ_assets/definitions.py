@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from summ_assets.defs import automation, evaluation, ingest, models, student, teacher
+from summ_assets.defs import automation, evaluation, ingest, models, pipes, student, teacher
 from summ_assets.defs.common import OWNERS
 from summ_assets.defs.resources import default_resources
 
@@ -44,7 +44,8 @@ def _finish(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
     return asset
 
 
-ASSETS = [_finish(a) for a in _ASSETS]
+# SUMM_LAUNCHER=pipes|k8s: the heavy assets (same keys) run through Dagster Pipes (defs/pipes.py)
+ASSETS = [_finish(a) for a in pipes.swap(_ASSETS)]
 
 defs = dg.Definitions(
     assets=ASSETS,

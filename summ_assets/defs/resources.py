@@ -155,9 +155,12 @@ class ComputeResource(dg.ConfigurableResource):
 
 
 def default_resources() -> dict[str, object]:
+    from summ_assets.defs.pipes import pipes_resources  # `pipes_client` for SUMM_LAUNCHER=pipes|k8s
+
     artifacts = Path(os.environ.get(ARTIFACTS_ENV, "artifacts")).resolve()
     return {
         "settings": SummSettings(profile=os.environ.get(PROFILE_ENV, "")),
         "compute": ComputeResource(),
         "io_manager": dg.FilesystemIOManager(base_dir=str(artifacts / "_dagster_io")),
+        **pipes_resources(),
     }

@@ -1,0 +1,205 @@
+"""Heavy assets through Dagster Pipes on CPU (`tiny`): the remote subprocess reports metadata and data
+version, and its output equals the in-process asset's; torchrun ranks fan out over cache shards."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from summ_assets.core import logits_cache as lc
+from summ_assets_tests.test_logits_shards import N_EXAMPLES, write_dataset
+from summ_assets_tests.test_tokenizer_models import tiny_models
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*is currently in preview:Warning")
+
+
+def _stub_upstream(t_dir: Path, dataset: str) -> list[dg.AssetsDefinition]:
+    """`teacher_base`, `teacher_adapter` and `summary_dataset` as fixed values: the tiny teacher stands in
+    for a trained adapter, a synthetic dataset for the ingest half."""
+
+    @dg.asset(name="teacher_base")
+    def stub_base() -> dict:
+        return {"path": str(t_dir)}
+
+    @dg.asset(name="teacher_adapter")
+    def stub_adapter() -> dict:
+        return {"path": str(t_dir), "merged": str(t_dir), "adapter": str(t_dir), "version": "stub-teacher"}
+
+    @dg.asset(name="summary_dataset")
+    def stub_dataset() -> str:
+        return dataset
+
+    return [stub_base, stub_adapter, stub_dataset]
+
+
+def _resources(art: Path, pipes: bool) -> dict:
+    from summ_assets.defs.resources import ComputeResource, SummSettings
+
+    res = {
+        "settings": SummSettings(profile="tiny", artifacts_dir=str(art)),
+        "compute": ComputeResource(device="cpu", threads=1),
+        "io_manager": dg.FilesystemIOManager(base_dir=str(art / "_dagster_io")),
+    }
+    if pipes:
+        res["pipes_client"] = dg.PipesSubprocessClient()
+    return res
+
+
+def _materialize(asset: dg.AssetsDefinition, upstream: list, art: Path, pipes: bool, instance=None):  # noqa: ANN001, ANN202
+    instance = instance or dg.DagsterInstance.ephemeral()
+    key = asset.key.to_user_string()
+    result = dg.materialize([*upstream, asset], instance=instance, resources=_resources(art, pipes))
+    assert result.success
+    (mat,) = result.asset_materializations_for_node(key)
+    return mat, result.output_for_node(key), instance
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("pipes")
+    t_dir, _ = tiny_models()
+    dataset = write_dataset(tmp / "dataset")
+    return tmp, t_dir, dataset
+
+
+@pytest.fixture(scope="module")
+def in_process(inputs):
+    from summ_assets.defs.teacher import teacher_logits
+
+    tmp, t_dir, dataset = inputs
+    return _materialize(teacher_logits, _stub_upstream(t_dir, dataset), tmp / "art-inproc", pipes=False)
+
+
+def test_launch_commands() -> None:
+    from summ_assets.defs.pipes import launch_command
+
+    assert launch_command("teacher_logits", "python") == [
+        sys.executable,
+        "-m",
+        "summ_assets.remote",
+        "teacher_logits",
+    ]
+    cmd = launch_command("teacher_logits", "torchrun", nproc=4, python="python")
+    assert cmd[:3] == ["python", "-m", "torch.distributed.run"] and "--nproc_per_node=4" in cmd
+    assert cmd[-3:] == ["-m", "summ_assets.remote", "teacher_logits"]
+    assert "--num_processes=8" in launch_command("teacher_logits", "accelerate", nproc=8)
+    # training stays one process (device_map="auto" spreads a big teacher over the GPUs)
+    assert launch_command("teacher_adapter", "torchrun", nproc=4)[1:] == [
+        "-m",
+        "summ_assets.remote",
+        "teacher_adapter",
+    ]
+    with pytest.raises(ValueError, match="SUMM_PIPES_LAUNCH"):
+        launch_command("teacher_logits", "mpirun")
+
+
+def test_profiles_travel_to_the_remote_unchanged() -> None:
+    from dataclasses import replace
+
+    from summ_assets.core.profiles import PROFILES
+    from summ_assets.pipes.stages import StageError, profile_from_dict, profile_to_dict
+
+    for p in PROFILES.values():
+        tuned = replace(p, device="cpu", threads=3, teacher=replace(p.teacher, load_in_4bit=True))
+        assert profile_from_dict(profile_to_dict(tuned)) == tuned
+    with pytest.raises(StageError, match="another summ-assets version"):
+        profile_from_dict({**profile_to_dict(PROFILES["tiny"]), "new_field": 1})
+
+
+def test_switch_swaps_the_heavy_assets_and_keeps_their_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    from summ_assets.defs import pipes, teacher
+
+    monkeypatch.setenv("SUMM_LAUNCHER", "pipes")
+    swapped = pipes.swap([teacher.teacher_adapter, teacher.teacher_logits])
+    assert swapped == [pipes.teacher_adapter_pipes, pipes.teacher_logits_pipes]
+    for a, b in zip([teacher.teacher_adapter, teacher.teacher_logits], swapped, strict=True):
+        sa, sb = next(iter(a.specs)), next(iter(b.specs))
+        assert (sb.key, sb.code_version, sb.group_name, b.op.pool) == (
+            sa.key,
+            sa.code_version,
+            sa.group_name,
+            a.op.pool,
+        )
+        assert set(b.keys_by_input_name.values()) == set(a.keys_by_input_name.values())
+    assert isinstance(pipes.pipes_resources()["pipes_client"], dg.PipesSubprocessClient)
+    monkeypatch.setenv("SUMM_LAUNCHER", "in_process")
+    assert pipes.swap([teacher.teacher_logits]) == [teacher.teacher_logits]
+    monkeypatch.setenv("SUMM_LAUNCHER", "slurm")
+    with pytest.raises(ValueError, match="SUMM_LAUNCHER"):
+        pipes.launcher()
+
+
+def test_teacher_logits_through_pipes_equal_in_process(inputs, in_process) -> None:
+    from summ_assets.defs.pipes import teacher_logits_pipes
+
+    tmp, t_dir, dataset = inputs
+    local_mat, local_out, _ = in_process
+    mat, out, instance = _materialize(
+        teacher_logits_pipes, _stub_upstream(t_dir, dataset), tmp / "art-pipes", pipes=True
+    )
+    md = mat.metadata
+    # reported by the remote process, not computed here
+    assert md["launcher"].value == "pipes"
+    assert md["remote/pid"].value != os.getpid() and md["remote/processes"].value == 1
+    assert mat.tags["dagster/data_version"] == local_mat.tags["dagster/data_version"] == out["version"]
+    assert str(md["artifact"].value).startswith(str(tmp / "art-pipes"))
+    same = {
+        k for k in local_mat.metadata if k not in ("artifact", "dagster/uri", "path")
+    }  # path: I/O manager
+    assert {k: md[k] for k in same} == {k: local_mat.metadata[k] for k in same}
+    assert md["examples"].value == md["scored_examples"].value == N_EXAMPLES
+    # the output the remote reported is what downstream assets load
+    assert out["spec"] == local_out["spec"]
+    assert lc.load(Path(out["path"])) == lc.load(Path(local_out["path"]))
+
+    # incremental through Pipes: the previous cache is passed to the remote, only new examples scored
+    write_dataset(Path(dataset), N_EXAMPLES + 2)
+    mat2, out2, _ = _materialize(
+        teacher_logits_pipes, _stub_upstream(t_dir, dataset), tmp / "art-pipes", pipes=True, instance=instance
+    )
+    assert (mat2.metadata["scored_examples"].value, mat2.metadata["reused_examples"].value) == (2, N_EXAMPLES)
+    assert set(lc.load(Path(out2["path"]))) > set(lc.load(Path(out["path"])))
+    write_dataset(Path(dataset), N_EXAMPLES)
+
+
+def test_torchrun_ranks_score_shards_and_rank0_merges(
+    inputs, in_process, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from summ_assets.defs.pipes import teacher_logits_pipes
+
+    tmp, t_dir, dataset = inputs
+    local_mat, local_out, _ = in_process
+    monkeypatch.setenv("SUMM_PIPES_LAUNCH", "torchrun")
+    monkeypatch.setenv("SUMM_PIPES_NPROC", "2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    mat, out, _ = _materialize(
+        teacher_logits_pipes, _stub_upstream(t_dir, dataset), tmp / "art-torchrun", pipes=True
+    )
+    assert mat.metadata["remote/processes"].value == 2
+    assert mat.tags["dagster/data_version"] == local_mat.tags["dagster/data_version"]
+    assert mat.metadata["shards"].value == 2  # one part file per rank, merged by rank 0
+    a, b = lc.load(Path(out["path"])), lc.load(Path(local_out["path"]))
+    assert set(a) == set(b)
+    for key in a:  # other batch compositions: same positions and targets, values to fp16 precision
+        assert a[key]["positions"] == b[key]["positions"] and a[key]["target_ids"] == b[key]["target_ids"]
+        assert a[key]["token_ids"][0] == b[key]["token_ids"][0]
+
+
+def test_teacher_adapter_through_pipes_equals_in_process(inputs) -> None:
+    from summ_assets.defs.pipes import teacher_adapter_pipes
+    from summ_assets.defs.teacher import teacher_adapter
+
+    tmp, t_dir, dataset = inputs
+    up = _stub_upstream(t_dir, dataset)
+    up = [a for a in up if a.key.to_user_string() != "teacher_adapter"]
+    local, local_out, _ = _materialize(teacher_adapter, up, tmp / "ad-inproc", pipes=False)
+    remote, remote_out, _ = _materialize(teacher_adapter_pipes, up, tmp / "ad-pipes", pipes=True)
+    assert remote.metadata["launcher"].value == "pipes"
+    assert remote.metadata["val_loss"].value < remote.metadata["base_val_loss"].value
+    assert remote.tags["dagster/data_version"] == local.tags["dagster/data_version"]  # same adapter weights
+    assert remote_out["version"] == local_out["version"]
+    assert Path(remote_out["merged"]).is_dir()
