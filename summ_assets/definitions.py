@@ -54,4 +54,5 @@ defs = dg.Definitions(
     jobs=[automation.ingest_job, automation.train_job],
     sensors=[automation.new_data_sensor, automation.automation_sensor],
     schedules=[automation.nightly_stale_retrain],
+    executor=pipes.executor(),  # SUMM_EXECUTOR=k8s: k8s_job_executor, GPU limits on heavy steps
 )

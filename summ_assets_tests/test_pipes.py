@@ -203,3 +203,43 @@ def test_teacher_adapter_through_pipes_equals_in_process(inputs) -> None:
     assert remote.tags["dagster/data_version"] == local.tags["dagster/data_version"]  # same adapter weights
     assert remote_out["version"] == local_out["version"]
     assert Path(remote_out["merged"]).is_dir()
+
+
+def test_kubernetes_options_need_dagster_k8s_and_ask_for_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    """dagster-k8s is not a dependency: the k8s switches say what to install; the pod/step configs carry
+    nvidia.com/gpu limits and mount the artifacts volume where the orchestrator sees it."""
+    import importlib.util
+
+    from summ_assets.defs import pipes
+
+    spec = pipes.gpu_pod_spec(gpus=2, pvc="summ-artifacts", mount="/artifacts")
+    (container,) = spec["containers"]
+    assert container["resources"]["limits"] == {"nvidia.com/gpu": 2}
+    assert container["volume_mounts"] == [{"name": "artifacts", "mount_path": "/artifacts"}]
+    assert spec["volumes"][0]["persistent_volume_claim"] == {"claim_name": "summ-artifacts"}
+    step = pipes.gpu_step_k8s_config(gpus=1)
+    assert step["container_config"]["resources"]["limits"] == {"nvidia.com/gpu": 1}
+    assert pipes.executor() is None  # default executor unless SUMM_EXECUTOR=k8s
+    if importlib.util.find_spec("dagster_k8s") is None:
+        monkeypatch.setenv("SUMM_EXECUTOR", "k8s")
+        with pytest.raises(ImportError, match="dagster-k8s==0.29.28"):
+            pipes.executor()
+        monkeypatch.setenv("SUMM_LAUNCHER", "k8s")
+        with pytest.raises(ImportError, match="dagster-k8s==0.29.28"):
+            pipes.pipes_resources()
+
+
+def test_deploy_files_parse_and_agree_with_the_code() -> None:
+    import yaml
+
+    from summ_assets.defs import pipes
+
+    root = Path(__file__).resolve().parents[1] / "deploy"
+    instance = yaml.safe_load((root / "dagster.yaml").read_text())
+    assert instance["run_launcher"]["class"] == "K8sRunLauncher"
+    assert instance["concurrency"]["pools"]["granularity"] == "op"
+    values = yaml.safe_load((root / "helm-values.yaml").read_text())
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    env = {e["name"]: e.get("value") for e in deployment["env"]}
+    assert env["SUMM_LAUNCHER"] in pipes.LAUNCHERS and env["SUMM_PROFILE"] == "gemma2"
+    assert deployment["dagsterApiGrpcArgs"][-1] == "summ_assets.definitions"

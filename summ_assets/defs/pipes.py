@@ -10,8 +10,11 @@ One switch, read when the definitions load: ``SUMM_LAUNCHER``
   `LAUNCH_COMMANDS` below is the list of commands.
 - ``k8s``: the resource is `dagster_k8s.PipesK8sClient` (package ``dagster-k8s``, not a dependency of
   this project: install it in the cluster image); each heavy step is a pod with ``nvidia.com/gpu``
-  limits (``SUMM_K8S_IMAGE``, ``SUMM_K8S_NAMESPACE``, ``SUMM_K8S_GPUS``, ``SUMM_K8S_ARTIFACTS_PVC``). See
-  deploy/ for the instance (run launcher) and Helm values.
+  limits (``SUMM_K8S_IMAGE``, ``SUMM_K8S_NAMESPACE``, ``SUMM_K8S_GPUS``, ``SUMM_K8S_ARTIFACTS_PVC``).
+
+Independently, ``SUMM_EXECUTOR=k8s`` makes `executor()` the `k8s_job_executor` (every step its own pod;
+``nvidia.com/gpu`` limits only for the heavy steps). See deploy/ for the instance (K8sRunLauncher) and
+the Helm values.
 """
 
 import os
@@ -104,12 +107,49 @@ def pipes_resources() -> dict[str, Any]:
         try:
             from dagster_k8s import PipesK8sClient
         except ImportError as exc:  # not a dependency of this project
-            raise ImportError(
-                f"{LAUNCHER_ENV}=k8s needs the dagster-k8s package (pip install dagster-k8s==0.29.28, the "
-                "release that matches dagster 1.13.28) in the image that runs the Dagster code"
-            ) from exc
+            raise _needs_dagster_k8s(f"{LAUNCHER_ENV}=k8s") from exc
         return {"pipes_client": PipesK8sClient()}
     return {"pipes_client": dg.PipesSubprocessClient()}
+
+
+# --- k8s_job_executor: every step its own pod, GPUs only for the heavy ones ------------------------------
+
+EXECUTOR_ENV = "SUMM_EXECUTOR"
+HEAVY_STEPS = ("teacher_adapter", "teacher_logits", "student_model", "student_baseline", "evaluation_report")
+
+
+def gpu_step_k8s_config(gpus: int | None = None) -> dict[str, Any]:
+    """`per_step_k8s_config` entry for a heavy step (k8s_job_executor): GPU limits + GPU-node toleration."""
+    gpus = gpus if gpus is not None else int(os.environ.get("SUMM_K8S_GPUS", "1"))
+    return {
+        "container_config": {
+            "resources": {"limits": {"nvidia.com/gpu": gpus}, "requests": {"nvidia.com/gpu": gpus}}
+        },
+        "pod_spec_config": {
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+        },
+    }
+
+
+def _needs_dagster_k8s(what: str) -> ImportError:
+    return ImportError(
+        f"{what} needs the dagster-k8s package (pip install dagster-k8s==0.29.28, the release that "
+        "matches dagster 1.13.28) in the image that runs the Dagster code"
+    )
+
+
+def executor() -> Any:
+    """``SUMM_EXECUTOR=k8s``: `k8s_job_executor` with `gpu_step_k8s_config` for `HEAVY_STEPS`; else None
+    (Dagster's default executor)."""
+    if os.environ.get(EXECUTOR_ENV, "").strip() != "k8s":
+        return None
+    try:
+        from dagster_k8s import k8s_job_executor
+    except ImportError as exc:
+        raise _needs_dagster_k8s(f"{EXECUTOR_ENV}=k8s") from exc
+    return k8s_job_executor.configured(
+        {"per_step_k8s_config": {step: gpu_step_k8s_config() for step in HEAVY_STEPS}}
+    )
 
 
 # --- stage <-> Dagster -------------------------------------------------------------------------------
