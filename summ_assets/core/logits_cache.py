@@ -143,8 +143,12 @@ def capture(
         b = {k: v.to(device) for k, v in pad_batch(chunk, pad_id).items()}
         with torch.no_grad():
             logits, targets, mask = completion_logits(model, b["input_ids"], b["attention_mask"], b["labels"])
-            logp = torch.log_softmax(logits.float(), dim=-1).cpu()
-        ids, lp, tail = sparse_targets(logp, spec.mode, spec.k, spec.n_samples, gen)
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            if spec.mode == "sampled":
+                logp = logp.cpu()  # the sampler's generator lives on the CPU: the same draws on any device
+            # top-k on the model's device: only [N, k] leaves a GPU, not the full [N, vocab] log-probs
+            ids, lp, tail = (t.cpu() for t in sparse_targets(logp, spec.mode, spec.k, spec.n_samples, gen))
+        targets, mask = targets.cpu(), mask.cpu()
         offset = 0
         for r, ex in enumerate(chunk):
             n = int(mask[r].sum())
