@@ -13,6 +13,7 @@ A setting is comma-separated `field=value` overrides of the profile's StudentCon
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import sys
 import time
@@ -74,7 +75,15 @@ def main(settings: list[str]) -> None:
 
     root = Path("artifacts").resolve()
     profile = get_profile("demo")
-    base = _load("student_base", root)
+    base = dict(_load("student_base", root))
+    if os.environ.get("TUNE_PRUNE"):  # e.g. TUNE_PRUNE=0,1,2,3,4,5,10,11,12,13,14,15,16,17
+        from summ_assets.core.models import prune_layers
+
+        spec = os.environ["TUNE_PRUNE"]
+        folder = root / "_sweep" / ("base-" + spec.replace(",", "_"))
+        if not folder.exists():
+            prune_layers(Path(_load("teacher_base", root)["path"]), folder, spec)
+        base["path"] = str(folder)
     dataset = _load("summary_dataset", root)
     cache_out = _load("teacher_logits", root)
     manifest = _load("corpus_manifest", root)
@@ -93,7 +102,7 @@ def main(settings: list[str]) -> None:
         over = _parse(setting, profile.student)
         prof = replace(profile, student=replace(profile.student, **over))
         alpha = prof.student.alpha
-        tag = setting.replace("=", "").replace(",", "_") or "default"
+        tag = (setting.replace("=", "").replace(",", "_") or "default") + os.environ.get("TUNE_TAG", "")
         t0 = time.time()
         metrics = train_student(
             Path(base["path"]),

@@ -71,6 +71,8 @@ def test_code_versions_follow_only_the_settings_an_asset_reads(monkeypatch) -> N
     from summ_assets.core import profiles
     from summ_assets.defs.common import code_version
 
+    # both sides from explicit profiles: the result must not depend on $SUMM_PROFILE (was a bug)
+    monkeypatch.setattr(profiles, "get_profile", lambda name=None: profiles.DEMO)
     before = {k: code_version("x", *s) for k, s in (("base", ("student.source",)), ("train", ("student",)))}
     tuned = replace(profiles.DEMO, student=replace(profiles.DEMO.student, alpha=0.9))
     monkeypatch.setattr(profiles, "get_profile", lambda name=None: tuned)
