@@ -55,8 +55,51 @@ def uncapped_split(manifest: str, data_root: Path, profile: object, split: str) 
             s["doc_id"], s["heading_path"], s["part"], lab is not None, dc.val_fraction, dc.test_seen_fraction
         )
         if sp == split:
-            rows.append({**s, "summary": lab.summary, "split_key": split_key(s["doc_id"], s["heading_path"], s["part"])})
+            rows.append(
+                {
+                    **s,
+                    "summary": lab.summary,
+                    "split_key": split_key(s["doc_id"], s["heading_path"], s["part"]),
+                }
+            )
     return sorted(rows, key=lambda r: r["split_key"])
+
+
+def _seqkd_examples(root: Path, dataset: str, cache_out: dict, spec: object, tok: object, profile: object):
+    from summ_assets.core import logits_cache as lc
+    from summ_assets.core.examples import build_examples
+    from summ_assets.core.generation import summarize_texts
+    from summ_assets.core.kd import attach_teacher
+    from summ_assets.core.models import load_causal_lm
+    from summ_assets.defs.ingest import read_split
+
+    teacher = load_causal_lm(_load("teacher_adapter", root)["merged"])
+    rows = read_split(dataset, "unlabelled")
+    dp = profile.data
+    t0 = time.time()
+    preds, _ = summarize_texts(
+        teacher,
+        tok,
+        [r["text"] for r in rows],
+        max_prompt_tokens=dp.max_prompt_tokens,
+        max_new_tokens=dp.max_summary_tokens,
+        batch_size=profile.eval.batch_size,
+    )
+    t1 = time.time()
+    ex = build_examples(
+        [{**r, "summary": p} for r, p in zip(rows, preds, strict=True)],
+        tok,
+        dp.max_prompt_tokens,
+        dp.max_summary_tokens,
+    )
+    cache = {
+        r["example_key"]: r for r in lc.capture(teacher, ex, spec, tok.pad_token_id, profile.cache.batch_size)
+    }
+    print(
+        f"seq-KD: {len(ex)} teacher summaries in {t1 - t0:.0f} s, scored in {time.time() - t1:.0f} s",
+        flush=True,
+    )
+    return attach_teacher(ex, cache)
 
 
 def main(settings: list[str]) -> None:
@@ -96,6 +139,8 @@ def main(settings: list[str]) -> None:
     spec = lc.CacheSpec(**{k: cache_out["spec"][k] for k in spec_keys})
     cache = lc.load(Path(cache_out["path"]), spec, {e["example_key"] for e in train})
     kd_train = attach_teacher(train, cache)
+    if os.environ.get("TUNE_SEQKD"):  # teacher summaries of the unlabelled sections join the KD data
+        kd_train += _seqkd_examples(root, dataset, cache_out, spec, tok, profile)
     print(f"train {len(train)}  val (uncapped) {len(val)}", flush=True)
     out_root = root / "_sweep"
     for setting in settings:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from summ_assets.defs import automation, evaluation, ingest, models, pipes, student, teacher
+from summ_assets.defs import automation, evaluation, ingest, models, pipes, seqkd, student, teacher
 from summ_assets.defs.common import OWNERS
 from summ_assets.defs.resources import default_resources
 
@@ -17,6 +17,7 @@ _ASSETS = [
     ingest.summary_dataset,
     teacher.teacher_adapter,
     teacher.teacher_logits,
+    seqkd.teacher_pseudo_summaries,
     student.student_model,
     student.student_baseline,
     evaluation.evaluation_report,
@@ -30,6 +31,7 @@ UNPARTITIONED = (
     "teacher_adapter",
     "student_baseline",
     "teacher_logits",
+    "teacher_pseudo_summaries",
     "student_model",
     "evaluation_report",
     "promoted_student",
@@ -49,7 +51,11 @@ ASSETS = [_finish(a) for a in pipes.swap(_ASSETS)]
 
 defs = dg.Definitions(
     assets=ASSETS,
-    asset_checks=[evaluation.metric_sanity, evaluation.student_beats_baseline],
+    asset_checks=[
+        evaluation.metric_sanity,
+        evaluation.student_not_worse_than_baseline,
+        evaluation.student_outputs_not_empty,
+    ],
     resources=default_resources(),
     jobs=[automation.ingest_job, automation.train_job],
     sensors=[automation.new_data_sensor, automation.automation_sensor],

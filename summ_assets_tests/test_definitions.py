@@ -24,6 +24,7 @@ def test_definitions_load_and_validate() -> None:
         "summary_dataset",
         "teacher_adapter",
         "teacher_logits",
+        "teacher_pseudo_summaries",
         "student_model",
         "student_baseline",
         "evaluation_report",
@@ -33,6 +34,7 @@ def test_definitions_load_and_validate() -> None:
     for key in (
         "teacher_adapter",
         "teacher_logits",
+        "teacher_pseudo_summaries",
         "student_model",
         "student_baseline",
         "evaluation_report",
@@ -86,7 +88,7 @@ def test_every_asset_has_owners_group_kinds_and_description() -> None:
     from summ_assets.defs.common import OWNERS
 
     nodes = list(defs.resolve_asset_graph().asset_nodes)
-    assert len(nodes) == 12
+    assert len(nodes) == 13
     for node in nodes:
         name = node.key.to_user_string()
         assert list(node.owners) == list(OWNERS), f"{name}: owners {node.owners}"

@@ -144,6 +144,17 @@ def test_lora_teacher_lowers_val_loss_and_report_exists_everywhere(built) -> Non
     assert isinstance(ev["val/student/rougeLsum_f"].value, float)
 
 
+def test_seqkd_summaries_teach_only_the_distilled_student_for_the_same_steps(built) -> None:
+    instance, *_ = built
+    pseudo = _latest(instance, "teacher_pseudo_summaries").metadata
+    student = _latest(instance, "student_model").metadata
+    baseline = _latest(instance, "student_baseline").metadata
+    assert pseudo["examples"].value > 0  # the corpus has sections without labels
+    assert student["train_examples"].value == baseline["train_examples"].value + pseudo["examples"].value
+    # same optimizer budget (either may stop earlier on val ROUGE-L)
+    assert student["planned_steps"].value == baseline["planned_steps"].value
+
+
 def test_rematerializing_with_same_inputs_keeps_data_versions(built) -> None:
     """Idempotent: same inputs -> same content-addressed folders and data versions (nothing downstream stale)."""
     from summ_assets.definitions import ASSETS

@@ -316,7 +316,9 @@ def train_student(
         divergence=cfg.divergence,
     )
     selection = None
-    if val_rows and cfg.select_on_val_rouge:
+    # one epoch or less: nothing to select between (the evaluation report scores the final model)
+    multi_epoch = cfg.epochs > 1 or cfg.max_steps > math.ceil(len(train_examples) / cfg.batch_size)
+    if val_rows and cfg.select_on_val_rouge and multi_epoch:
         from summ_assets.core.early_stopping import rouge_selection_callback
 
         selection = rouge_selection_callback(tok, val_rows, profile, cfg.early_stopping_patience, progress)
@@ -342,6 +344,7 @@ def train_student(
         "kd_ce_curve": trainer.kd_log,
         "train_seconds": train_s,
         "steps": trainer.state.global_step,
+        "planned_steps": trainer.state.max_steps,
         "seconds_per_step": train_s / max(trainer.state.global_step, 1),
         "parameters": count_parameters(final),
         "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),

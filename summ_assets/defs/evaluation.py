@@ -134,32 +134,65 @@ def metric_sanity(evaluation_report: dict) -> dg.AssetCheckResult:
 
 def gate(report: dict, tolerance: float, max_empty: float) -> tuple[bool, list[str]]:
     """Student must not trail the baseline on val ROUGE-Lsum by more than `tolerance`, nor be mostly empty."""
-    val = report["tables"].get("val") or next(iter(report["tables"].values()))
-    s, b = val["student"], val["baseline"]
-    reasons = []
-    if s["rougeLsum_f"] < b["rougeLsum_f"] - tolerance:
-        reasons.append(
-            f"student val ROUGE-Lsum {s['rougeLsum_f']:.4f} < baseline {b['rougeLsum_f']:.4f} - {tolerance}"
-        )
-    if s["empty_share"] > max_empty:
-        reasons.append(f"student empty outputs {s['empty_share']:.0%} > {max_empty:.0%}")
+    reasons = _vs_baseline(report, tolerance) + _empty(report, max_empty)
     return not reasons, reasons
 
 
+def _val(report: dict) -> dict:
+    return report["tables"].get("val") or next(iter(report["tables"].values()))
+
+
+def _vs_baseline(report: dict, tolerance: float) -> list[str]:
+    s, b = _val(report)["student"], _val(report)["baseline"]
+    if s["rougeLsum_f"] < b["rougeLsum_f"] - tolerance:
+        return [
+            f"student val ROUGE-Lsum {s['rougeLsum_f']:.4f} < baseline {b['rougeLsum_f']:.4f} - {tolerance}"
+        ]
+    return []
+
+
+def _empty(report: dict, max_empty: float) -> list[str]:
+    s = _val(report)["student"]
+    if s["empty_share"] > max_empty:
+        return [f"student empty outputs {s['empty_share']:.0%} > {max_empty:.0%}"]
+    return []
+
+
 @dg.asset_check(
-    asset=evaluation_report, description="Distilled student vs CE baseline (tolerance from the profile)."
+    asset=evaluation_report,
+    blocking=True,
+    description="Blocking gate: the distilled student's val ROUGE-Lsum is not below the CE baseline's by "
+    "more than the profile's tolerance (eval.gate_tolerance).",
 )
-def student_beats_baseline(evaluation_report: dict, settings: SummSettings) -> dg.AssetCheckResult:
-    ev = settings.get_profile().eval
-    ok, reasons = gate(evaluation_report["report"], ev.gate_tolerance, ev.max_empty_share)
-    val = evaluation_report["report"]["tables"].get("val", {})
+def student_not_worse_than_baseline(evaluation_report: dict, settings: SummSettings) -> dg.AssetCheckResult:
+    report = evaluation_report["report"]
+    reasons = _vs_baseline(report, settings.get_profile().eval.gate_tolerance)
+    val = _val(report)
+    paired = report.get("paired", {}).get("val", {})
     return dg.AssetCheckResult(
-        passed=ok,
-        severity=dg.AssetCheckSeverity.WARN,
+        passed=not reasons,
         metadata={
             "reasons": dg.MetadataValue.md("\n".join(reasons) or "passed"),
-            "student_rougeLsum": val.get("student", {}).get("rougeLsum_f", float("nan")),
-            "baseline_rougeLsum": val.get("baseline", {}).get("rougeLsum_f", float("nan")),
+            "student_rougeLsum": float(val["student"]["rougeLsum_f"]),
+            "baseline_rougeLsum": float(val["baseline"]["rougeLsum_f"]),
+            "paired_mean_diff": float(paired.get("mean_diff", float("nan"))),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=evaluation_report,
+    blocking=True,
+    description="Blocking gate: at most eval.max_empty_share of the student's val summaries are empty.",
+)
+def student_outputs_not_empty(evaluation_report: dict, settings: SummSettings) -> dg.AssetCheckResult:
+    report = evaluation_report["report"]
+    reasons = _empty(report, settings.get_profile().eval.max_empty_share)
+    return dg.AssetCheckResult(
+        passed=not reasons,
+        metadata={
+            "reasons": dg.MetadataValue.md("\n".join(reasons) or "passed"),
+            "empty_share": float(_val(report)["student"]["empty_share"]),
         },
     )
 

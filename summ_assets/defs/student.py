@@ -30,19 +30,34 @@ def _train(
     student_base: dict,
     summary_dataset: str,
     teacher_logits: dict | None,
+    pseudo: dict | None = None,
 ) -> dg.Output:
+    import math
+    from dataclasses import replace
+
     from transformers import AutoTokenizer
 
     from summ_assets.core.examples import build_examples
     from summ_assets.core.kd import attach_teacher, train_student
+    from summ_assets.defs.seqkd import pseudo_examples, pseudo_rows_for
 
-    profile = compute.configure(settings.get_profile())
+    profile = compute.configure(settings.get_profile(), log=context.log)
     alpha = profile.student.alpha if teacher_logits is not None else 0.0
+    cfg = profile.student
+    # seq-KD examples go to the distilled student only; the baseline trains for as many optimizer
+    # steps on its labelled data, so what separates the two is the teacher, not the step budget
+    n_seqkd = len(pseudo_rows_for(summary_dataset, cfg.seqkd_max_examples))
+    if teacher_logits is None and n_seqkd and cfg.max_steps <= 0:
+        n_train = len(read_split(summary_dataset, "train")) + n_seqkd
+        per_epoch = math.ceil(n_train / (cfg.batch_size * cfg.grad_accum))
+        profile = replace(profile, student=replace(cfg, max_steps=math.ceil(per_epoch * cfg.epochs)))
     key = stable_json_hash(
         {
             "base": _base_version(student_base),
             "data": summary_dataset,
             "cache": (teacher_logits or {}).get("version"),
+            "seqkd": (pseudo or {}).get("version"),
+            "max_steps": profile.student.max_steps,
             "cfg": asdict(profile.student),
             "d": asdict(profile.data),
             "alpha": alpha,
@@ -86,6 +101,10 @@ def _train(
                 raise dg.Failure("teacher logit cache was made with another tokenizer than the student's")
             cache = lc.load(Path(teacher_logits["path"]), spec, {e["example_key"] for e in train})
             train = attach_teacher(train, cache)
+            if pseudo is not None:
+                extra = pseudo_examples(pseudo, tok, profile, spec)
+                context.log.info(f"seq-KD: {len(extra)} teacher-summarized unlabelled sections join the data")
+                train = train + extra
         with atomic_dir(target) as tmp:
             metrics = train_student(
                 Path(student_base["path"]),
@@ -98,11 +117,13 @@ def _train(
                 progress=progress_logger(context),
                 val_rows=val_rows,
             )
+            metrics["train_examples"] = len(train)
             write_json(tmp / "training_metrics.json", metrics)
             lineage = {
                 "student_base": student_base["path"],
                 "summary_dataset": summary_dataset,
                 "teacher_logits": (teacher_logits or {}).get("path"),
+                "teacher_pseudo_summaries": (pseudo or {}).get("path"),
                 "train_examples": len(train),
             }
             title = "summ-assets distilled student" if alpha > 0 else "summ-assets CE-only student baseline"
@@ -119,6 +140,8 @@ def _train(
             "train_seconds": float(metrics["train_seconds"]),
             "seconds_per_step": float(metrics["seconds_per_step"]),
             "steps": int(metrics["steps"]),
+            "planned_steps": int(metrics["planned_steps"]),
+            "train_examples": int(metrics["train_examples"]),
             "parameters": int(metrics["parameters"]),
             "trainable_parameters": int(metrics["trainable_parameters"]),
             "train_loss_curve": dg.MetadataValue.md(curve_md(metrics["train_loss_curve"], "train loss")),
@@ -129,9 +152,10 @@ def _train(
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version=code_version("student-model-v1", "student", "data"),
+    code_version=code_version("student-model-v2", "student", "data"),
     kinds={"pytorch", "huggingface"},
-    description="The student distilled from data + cached teacher logits (alpha*T^2*KL + (1-alpha)*CE).",
+    description="The student distilled from data + cached teacher logits (alpha*T^2*KL + (1-alpha)*CE), "
+    "plus the teacher's summaries of unlabelled sections (sequence-level KD).",
 )
 def student_model(
     context: dg.AssetExecutionContext,
@@ -140,23 +164,25 @@ def student_model(
     student_base: dict,
     summary_dataset: str,
     teacher_logits: dict,
+    teacher_pseudo_summaries: dict,
 ) -> dg.Output:
     return _train(
         context,
         settings,
         compute,
         "student_model",
-        "student-model-v1",
+        "student-model-v2",
         student_base,
         summary_dataset,
         teacher_logits,
+        teacher_pseudo_summaries,
     )
 
 
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version=code_version("student-baseline-v1", "student", "data"),
+    code_version=code_version("student-baseline-v2", "student", "data"),
     kinds={"pytorch", "huggingface"},
     description="The same student, data, steps and learning rate, CE only: what distillation must beat.",
 )
@@ -172,7 +198,7 @@ def student_baseline(
         settings,
         compute,
         "student_baseline",
-        "student-baseline-v1",
+        "student-baseline-v2",
         student_base,
         summary_dataset,
         None,
