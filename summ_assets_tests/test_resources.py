@@ -40,6 +40,7 @@ def test_explicit_fields_win_over_the_profile() -> None:
     res = ComputeResource(device="cpu", dtype="bfloat16", threads=3, load_in_4bit=True, max_memory="20GiB")
     prof, lines = res.choose(GEMMA2, GPU)
     assert (prof.device, prof.dtype, prof.threads, prof.teacher.load_in_4bit) == ("cpu", "bfloat16", 3, True)
+    assert prof.max_memory == "20GiB"  # the model loaders cap each GPU with it (device_map="auto")
     assert GEMMA2.teacher.load_in_4bit is False  # the shipped profile itself is untouched
     assert ("info", "load_in_4bit=True (compute.load_in_4bit), max_memory=20GiB per GPU") in lines
     # every other profile section passes through unchanged

@@ -279,7 +279,7 @@ def train_student(
     torch.manual_seed(profile.seed)
     device = resolve_device(profile.device)
     tok = AutoTokenizer.from_pretrained(base_dir)
-    model = load_causal_lm(base_dir, profile.dtype, device)
+    model = load_causal_lm(base_dir, profile.dtype, device, profile.max_memory)
     if cfg.train_mode == "lora":
         from peft import LoraConfig, get_peft_model
 

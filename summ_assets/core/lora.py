@@ -80,10 +80,14 @@ def train_lora_teacher(
         model_kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
         )
-    model = load_causal_lm(base_dir, profile.dtype, device) if not model_kwargs else None
+    model = load_causal_lm(base_dir, profile.dtype, device, profile.max_memory) if not model_kwargs else None
     if model is None:
         from transformers import AutoModelForCausalLM
 
+        if profile.max_memory:
+            import torch
+
+            model_kwargs["max_memory"] = {i: profile.max_memory for i in range(torch.cuda.device_count())}
         model = AutoModelForCausalLM.from_pretrained(base_dir, device_map="auto", **model_kwargs)
 
     t0 = time.time()

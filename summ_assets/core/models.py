@@ -257,12 +257,20 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def load_causal_lm(path: str | Path, dtype: str = "float32", device: str = "cpu") -> Any:
+def load_causal_lm(
+    path: str | Path, dtype: str = "float32", device: str = "cpu", max_memory: str | None = None
+) -> Any:
+    """A causal LM for training/inference; on CUDA spread with device_map="auto" (each GPU capped at
+    `max_memory`, e.g. "20GiB", when given)."""
     from transformers import AutoModelForCausalLM
 
     kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype)}
     if device == "cuda":
         kwargs["device_map"] = "auto"
+        if max_memory:
+            import torch
+
+            kwargs["max_memory"] = {i: max_memory for i in range(torch.cuda.device_count())}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if "gemma" in getattr(model.config, "model_type", ""):
         model.config._attn_implementation = "eager"  # Gemma softcapping: eager attention for training

@@ -105,6 +105,7 @@ class Profile:
     device: str = "cpu"  # "cpu" | "cuda" | "auto"
     dtype: str = "float32"
     threads: int | None = None  # torch threads on CPU; None = all cores
+    max_memory: str | None = None  # cap per GPU for device_map="auto" (e.g. "20GiB"); None = no cap
     seed: int = 0
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)

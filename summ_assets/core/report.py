@@ -36,7 +36,7 @@ def generate_all(
     info: dict[str, dict[str, Any]] = {}
     for name, path in models.items():
         tok = AutoTokenizer.from_pretrained(path)
-        model = load_causal_lm(path, profile.dtype, resolve_device(profile.device))
+        model = load_causal_lm(path, profile.dtype, resolve_device(profile.device), profile.max_memory)
         preds[name], toks, secs = {}, 0, 0.0
         for set_name, rows in sets.items():
             outs, st = summarize_texts(

@@ -129,6 +129,7 @@ class ComputeResource(dg.ConfigurableResource):
             device=device,
             dtype=dtype,
             threads=threads,
+            max_memory=self.max_memory.strip() if self.max_memory else profile.max_memory,
             teacher=replace(profile.teacher, load_in_4bit=in_4bit),
         )
         return configured, lines

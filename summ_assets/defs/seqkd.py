@@ -107,7 +107,9 @@ def _summarize_and_score(rows: list[dict], teacher_adapter: dict, profile, out: 
     set_threads(profile.threads)
     dp = profile.data
     tok = AutoTokenizer.from_pretrained(teacher_adapter["merged"])
-    teacher = load_causal_lm(teacher_adapter["merged"], profile.dtype, resolve_device(profile.device))
+    teacher = load_causal_lm(
+        teacher_adapter["merged"], profile.dtype, resolve_device(profile.device), profile.max_memory
+    )
     t0 = time.time()
     preds, _ = summarize_texts(
         teacher,

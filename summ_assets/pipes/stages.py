@@ -256,7 +256,7 @@ def _load_teacher(path: str, profile: Any, dist: Dist) -> Any:
         if "gemma" in getattr(model.config, "model_type", ""):
             model.config._attn_implementation = "eager"
         return model
-    return load_causal_lm(path, profile.dtype, device)
+    return load_causal_lm(path, profile.dtype, device, profile.max_memory)
 
 
 def staging_dir(root: Path, version: str, todo_keys: list[str], num_shards: int) -> Path:
