@@ -22,6 +22,8 @@ from pathlib import Path
 
 from summ_assets.core.offline import use_offline_env
 
+SPEC_KEYS = ("mode", "k", "n_samples", "teacher_fingerprint", "tokenizer_hash", "chat_template_hash")
+
 
 def _load(name: str, root: Path) -> object:
     return pickle.loads((root / "_dagster_io" / name).read_bytes())
@@ -65,41 +67,24 @@ def uncapped_split(manifest: str, data_root: Path, profile: object, split: str) 
     return sorted(rows, key=lambda r: r["split_key"])
 
 
-def _seqkd_examples(root: Path, dataset: str, cache_out: dict, spec: object, tok: object, profile: object):
+def _seqkd_examples(root: Path, dataset: str, tok: object, profile: object) -> list[dict]:
+    """The seq-KD examples the `teacher_pseudo_summaries` asset would make (all unlabelled sections)."""
     from summ_assets.core import logits_cache as lc
-    from summ_assets.core.examples import build_examples
-    from summ_assets.core.generation import summarize_texts
-    from summ_assets.core.kd import attach_teacher
-    from summ_assets.core.models import load_causal_lm
-    from summ_assets.defs.ingest import read_split
+    from summ_assets.defs.seqkd import pseudo_examples, pseudo_rows_for, summarize_and_score
 
-    teacher = load_causal_lm(_load("teacher_adapter", root)["merged"])
-    rows = read_split(dataset, "unlabelled")
-    dp = profile.data
-    t0 = time.time()
-    preds, _ = summarize_texts(
-        teacher,
-        tok,
-        [r["text"] for r in rows],
-        max_prompt_tokens=dp.max_prompt_tokens,
-        max_new_tokens=dp.max_summary_tokens,
-        batch_size=profile.eval.batch_size,
-    )
-    t1 = time.time()
-    ex = build_examples(
-        [{**r, "summary": p} for r, p in zip(rows, preds, strict=True)],
-        tok,
-        dp.max_prompt_tokens,
-        dp.max_summary_tokens,
-    )
-    cache = {
-        r["example_key"]: r for r in lc.capture(teacher, ex, spec, tok.pad_token_id, profile.cache.batch_size)
-    }
+    out = root / "_sweep" / "seqkd"
+    if not (out / "stats.json").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        stats = summarize_and_score(
+            pseudo_rows_for(dataset, None), _load("teacher_adapter", root), profile, out, None
+        )
+        (out / "stats.json").write_text(json.dumps(stats))
+    stats = json.loads((out / "stats.json").read_text())
     print(
-        f"seq-KD: {len(ex)} teacher summaries in {t1 - t0:.0f} s, scored in {time.time() - t1:.0f} s",
-        flush=True,
+        f"seq-KD: {stats['n']} teacher summaries ({stats['generate_seconds']:.0f} s + {stats['score_seconds']:.0f} s)"
     )
-    return attach_teacher(ex, cache)
+    spec = lc.CacheSpec(**{k: stats["spec"][k] for k in SPEC_KEYS})
+    return pseudo_examples({"path": str(out), "n": stats["n"]}, tok, profile, spec)
 
 
 def main(settings: list[str]) -> None:
@@ -135,12 +120,11 @@ def main(settings: list[str]) -> None:
     train = build_examples(read_split(dataset, "train"), tok, dp.max_prompt_tokens, dp.max_summary_tokens)
     val_rows = uncapped_split(manifest, Path("data").resolve(), profile, "val")
     val = build_examples(val_rows, tok, dp.max_prompt_tokens, dp.max_summary_tokens)
-    spec_keys = ("mode", "k", "n_samples", "teacher_fingerprint", "tokenizer_hash", "chat_template_hash")
-    spec = lc.CacheSpec(**{k: cache_out["spec"][k] for k in spec_keys})
+    spec = lc.CacheSpec(**{k: cache_out["spec"][k] for k in SPEC_KEYS})
     cache = lc.load(Path(cache_out["path"]), spec, {e["example_key"] for e in train})
     kd_train = attach_teacher(train, cache)
     if os.environ.get("TUNE_SEQKD"):  # teacher summaries of the unlabelled sections join the KD data
-        kd_train += _seqkd_examples(root, dataset, cache_out, spec, tok, profile)
+        kd_train += _seqkd_examples(root, dataset, tok, profile)
     print(f"train {len(train)}  val (uncapped) {len(val)}", flush=True)
     out_root = root / "_sweep"
     for setting in settings:

@@ -59,7 +59,7 @@ def teacher_pseudo_summaries(
     target = settings.asset_dir("teacher_pseudo_summaries") / key
     if not target.exists():
         with atomic_dir(target) as tmp:
-            stats = _summarize_and_score(rows, teacher_adapter, profile, tmp, progress_logger(context))
+            stats = summarize_and_score(rows, teacher_adapter, profile, tmp, progress_logger(context))
             write_json(tmp / "stats.json", stats)
     stats = json.loads((target / "stats.json").read_text())
     table = pq.read_table(target / "rows.parquet") if (target / "rows.parquet").exists() else pa.table({})
@@ -86,7 +86,7 @@ def teacher_pseudo_summaries(
     )
 
 
-def _summarize_and_score(rows: list[dict], teacher_adapter: dict, profile, out: Path, progress) -> dict:  # noqa: ANN001
+def summarize_and_score(rows: list[dict], teacher_adapter: dict, profile, out: Path, progress) -> dict:  # noqa: ANN001
     import time
 
     import pyarrow as pa
