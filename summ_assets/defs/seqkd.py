@@ -41,7 +41,6 @@ def teacher_pseudo_summaries(
     summary_dataset: str,
     teacher_adapter: dict,
 ) -> dg.Output:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     profile = compute.configure(settings.get_profile(), log=context.log)
@@ -62,8 +61,9 @@ def teacher_pseudo_summaries(
             stats = summarize_and_score(rows, teacher_adapter, profile, tmp, progress_logger(context))
             write_json(tmp / "stats.json", stats)
     stats = json.loads((target / "stats.json").read_text())
-    table = pq.read_table(target / "rows.parquet") if (target / "rows.parquet").exists() else pa.table({})
-    sample = table.slice(0, 5).to_pylist()
+    rows_file = target / "rows.parquet"
+    # (a column-less pyarrow table lists phantom {} rows: read only when seq-KD produced a file)
+    sample = pq.read_table(rows_file).slice(0, 5).to_pylist() if rows_file.exists() else []
     preview = (
         "\n".join(f"- **{r['heading_path']}**: {r['summary']}" for r in sample) or "no unlabelled sections"
     )
