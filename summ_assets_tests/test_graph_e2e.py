@@ -58,7 +58,9 @@ def built(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("graph")
     data = copy_corpus(tmp / "data")
     art = tmp / "artifacts"
-    instance = dg.DagsterInstance.ephemeral()
+    # a persistent SQLite instance in a temp folder: what DAGSTER_HOME=<tmp> gives the CLI and daemon
+    (tmp / "dagster_home").mkdir()
+    instance = dg.DagsterInstance.local_temp(str(tmp / "dagster_home"))
     resources = _resources(data, art)
     import socket
 
