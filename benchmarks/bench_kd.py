@@ -138,17 +138,12 @@ def make_trainer(student_dir: Path, args: argparse.Namespace, device: str, tmp: 
     import torch
     from transformers import TrainingArguments
 
-    from summ_assets.core.kd import _trainer_cls
+    from summ_assets.core.kd import _trainer_cls, freeze_embeddings
 
     torch.manual_seed(args.seed)
     model = load_model(student_dir, args.dtype, device)
     if args.freeze_embeddings:
-        for p in model.get_input_embeddings().parameters():
-            p.requires_grad_(False)
-        out_emb = model.get_output_embeddings()
-        if out_emb is not None:
-            for p in out_emb.parameters():
-                p.requires_grad_(False)
+        freeze_embeddings(model)
     targs = TrainingArguments(
         output_dir=str(tmp / "trainer"),
         per_device_train_batch_size=args.batch_size,

@@ -22,8 +22,6 @@ from pathlib import Path
 
 from summ_assets.core.offline import use_offline_env
 
-SPEC_KEYS = ("mode", "k", "n_samples", "teacher_fingerprint", "tokenizer_hash", "chat_template_hash")
-
 
 def _load(name: str, root: Path) -> object:
     return pickle.loads((root / "_dagster_io" / name).read_bytes())
@@ -44,27 +42,12 @@ def uncapped_split(manifest: str, data_root: Path, profile: object, split: str) 
     import pyarrow.parquet as pq
 
     from summ_assets.core.labels import load_labels, match_labels
-    from summ_assets.core.splits import assign_split, split_key
+    from summ_assets.defs.ingest import split_rows
 
     sections = pq.read_table(manifest).to_pylist()
     rep = load_labels(data_root / "labels", data_root)
     matched = match_labels(rep, sections, {s["doc_id"] for s in sections})
-    dc = profile.data
-    rows = []
-    for s in sections:
-        lab = matched.get(s["section_id"])
-        sp = assign_split(
-            s["doc_id"], s["heading_path"], s["part"], lab is not None, dc.val_fraction, dc.test_seen_fraction
-        )
-        if sp == split:
-            rows.append(
-                {
-                    **s,
-                    "summary": lab.summary,
-                    "split_key": split_key(s["doc_id"], s["heading_path"], s["part"]),
-                }
-            )
-    return sorted(rows, key=lambda r: r["split_key"])
+    return split_rows(sections, matched, profile.data)[split]
 
 
 def _seqkd_examples(root: Path, dataset: str, tok: object, profile: object) -> list[dict]:
@@ -83,7 +66,7 @@ def _seqkd_examples(root: Path, dataset: str, tok: object, profile: object) -> l
     print(
         f"seq-KD: {stats['n']} teacher summaries ({stats['generate_seconds']:.0f} s + {stats['score_seconds']:.0f} s)"
     )
-    spec = lc.CacheSpec(**{k: stats["spec"][k] for k in SPEC_KEYS})
+    spec = lc.CacheSpec.from_metadata(stats["spec"])
     return pseudo_examples({"path": str(out), "n": stats["n"]}, tok, profile, spec)
 
 
@@ -120,7 +103,7 @@ def main(settings: list[str]) -> None:
     train = build_examples(read_split(dataset, "train"), tok, dp.max_prompt_tokens, dp.max_summary_tokens)
     val_rows = uncapped_split(manifest, Path("data").resolve(), profile, "val")
     val = build_examples(val_rows, tok, dp.max_prompt_tokens, dp.max_summary_tokens)
-    spec = lc.CacheSpec(**{k: cache_out["spec"][k] for k in SPEC_KEYS})
+    spec = lc.CacheSpec.from_metadata(cache_out["spec"])
     cache = lc.load(Path(cache_out["path"]), spec, {e["example_key"] for e in train})
     kd_train = attach_teacher(train, cache)
     if os.environ.get("TUNE_SEQKD"):  # teacher summaries of the unlabelled sections join the KD data

@@ -65,6 +65,11 @@ class CacheSpec:
     tokenizer_hash: str
     chat_template_hash: str
 
+    @classmethod
+    def from_metadata(cls, meta: dict[str, Any]) -> CacheSpec:
+        """The spec a cache's metadata (or an asset output's ``spec``) was written with."""
+        return cls(**{f: meta[f] for f in cls.__dataclass_fields__})
+
     def metadata(self) -> dict[str, Any]:
         return {
             "schema_version": SCHEMA_VERSION,

@@ -5,15 +5,12 @@ from typing import Any
 
 import dagster as dg
 
+from summ_assets.pipes.stages import curve_md  # noqa: F401  (one table format for every loss curve)
+
 GPU_POOL = "gpu"
 # Who answers for every asset (shown in the UI's asset pages); applied once in definitions.py.
 OWNERS = ("team:ml-platform",)
 DOCUMENTS = dg.DynamicPartitionsDefinition(name="documents")
-
-
-def curve_md(curve: list[tuple[int, float]], name: str) -> str:
-    rows = "\n".join(f"| {s} | {v:.4f} |" for s, v in curve)
-    return f"| step | {name} |\n|---|---|\n{rows}\n"
 
 
 def json_md(obj: Any) -> dg.MetadataValue:

@@ -8,6 +8,7 @@ import dagster as dg
 from summ_assets.core.artifacts import atomic_dir, stable_json_hash
 from summ_assets.defs.common import DOCUMENTS, code_version, json_md
 from summ_assets.defs.resources import SummSettings
+from summ_assets.pipes.stages import read_split  # noqa: F401  (the split reader the asset modules use)
 
 GROUP = "ingest"
 
@@ -169,29 +170,11 @@ def corpus_manifest(context: dg.AssetExecutionContext, settings: SummSettings) -
     )
 
 
-@dg.asset(
-    group_name=GROUP,
-    code_version=code_version("summary-dataset-v1", "data"),
-    kinds={"parquet"},
-    check_specs=[dg.AssetCheckSpec("labels_valid", asset="summary_dataset")],
-    description="Sections joined with data/labels/*.jsonl into stable train/val/test_* splits (+ unlabelled).",
-)
-def summary_dataset(context: dg.AssetExecutionContext, settings: SummSettings, corpus_manifest: str):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from summ_assets.core.labels import enforce, load_labels, match_labels
+def split_rows(sections: list[dict], matched: dict, dc) -> dict[str, list[dict]]:  # noqa: ANN001
+    """Every section in its stable split (labelled or `unlabelled`), each split sorted by split key,
+    uncapped. `matched`: section_id -> label (`core.labels.match_labels`); `dc`: the DataConfig."""
     from summ_assets.core.splits import SPLITS, assign_split, split_key
-    from summ_assets.defs.automation import labels_hash
 
-    profile = settings.get_profile()
-    dc = profile.data
-    sections = pq.read_table(corpus_manifest).to_pylist()
-    rep = load_labels(settings.data_root / "labels", settings.data_root)
-    matched = match_labels(rep, sections, {s["doc_id"] for s in sections})
-    enforce(rep, dc.label_strictness)
-    for p in rep.problems:
-        context.log.warning(p)
     by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
     for s in sections:
         lab = matched.get(s["section_id"])
@@ -210,6 +193,34 @@ def summary_dataset(context: dg.AssetExecutionContext, settings: SummSettings, c
                 "split_key": split_key(s["doc_id"], s["heading_path"], s["part"]),
             }
         )
+    for rows in by_split.values():
+        rows.sort(key=lambda r: r["split_key"])
+    return by_split
+
+
+@dg.asset(
+    group_name=GROUP,
+    code_version=code_version("summary-dataset-v1", "data"),
+    kinds={"parquet"},
+    check_specs=[dg.AssetCheckSpec("labels_valid", asset="summary_dataset")],
+    description="Sections joined with data/labels/*.jsonl into stable train/val/test_* splits (+ unlabelled).",
+)
+def summary_dataset(context: dg.AssetExecutionContext, settings: SummSettings, corpus_manifest: str):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from summ_assets.core.labels import enforce, load_labels, match_labels
+    from summ_assets.defs.automation import labels_hash
+
+    profile = settings.get_profile()
+    dc = profile.data
+    sections = pq.read_table(corpus_manifest).to_pylist()
+    rep = load_labels(settings.data_root / "labels", settings.data_root)
+    matched = match_labels(rep, sections, {s["doc_id"] for s in sections})
+    enforce(rep, dc.label_strictness)
+    for p in rep.problems:
+        context.log.warning(p)
+    by_split = split_rows(sections, matched, dc)
     caps = {
         "train": dc.max_train,
         "val": dc.max_val,
@@ -218,7 +229,6 @@ def summary_dataset(context: dg.AssetExecutionContext, settings: SummSettings, c
         "test_new": dc.max_test,
     }
     for split, rows in by_split.items():
-        rows.sort(key=lambda r: r["split_key"])
         cap = caps.get(split)
         if cap is not None:
             del rows[cap:]
@@ -265,9 +275,3 @@ def summary_dataset(context: dg.AssetExecutionContext, settings: SummSettings, c
             "first_problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in rep.problems[:20]) or "none"),
         },
     )
-
-
-def read_split(dataset_dir: str, split: str) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(Path(dataset_dir) / f"{split}.parquet").to_pylist()

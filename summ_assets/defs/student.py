@@ -82,19 +82,7 @@ def _train(
         if teacher_logits is not None:
             from summ_assets.core import logits_cache as lc
 
-            spec = lc.CacheSpec(
-                **{
-                    k: teacher_logits["spec"][k]
-                    for k in (
-                        "mode",
-                        "k",
-                        "n_samples",
-                        "teacher_fingerprint",
-                        "tokenizer_hash",
-                        "chat_template_hash",
-                    )
-                }
-            )
+            spec = lc.CacheSpec.from_metadata(teacher_logits["spec"])
             from summ_assets.core.models import tokenizer_fingerprint
 
             if spec.tokenizer_hash != tokenizer_fingerprint(tok):

@@ -141,7 +141,7 @@ def cache_spec(profile: Any, teacher_adapter: dict, tokenizer: Any) -> Any:
     )
 
 
-def _curve_md(curve: list, name: str) -> str:
+def curve_md(curve: list, name: str) -> str:
     rows = "\n".join(f"| {s} | {v:.4f} |" for s, v in curve)
     return f"| step | {name} |\n|---|---|\n{rows}\n"
 
@@ -230,8 +230,8 @@ def teacher_adapter_stage(
             "train_seconds": meta(float(metrics["train_seconds"]), "float"),
             "steps": meta(int(metrics["steps"]), "int"),
             "trainable_parameters": meta(int(metrics["trainable_parameters"]), "int"),
-            "train_loss_curve": meta(_curve_md(metrics["train_loss_curve"], "train loss"), "md"),
-            "eval_loss_curve": meta(_curve_md(metrics["eval_loss_curve"], "eval loss"), "md"),
+            "train_loss_curve": meta(curve_md(metrics["train_loss_curve"], "train loss"), "md"),
+            "eval_loss_curve": meta(curve_md(metrics["eval_loss_curve"], "eval loss"), "md"),
         },
         data_version=version,
     )
