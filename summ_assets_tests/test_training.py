@@ -20,6 +20,24 @@ ROWS = [
 ]
 
 
+def changed_embedding_rows(before_dir: Path, after_dir: Path) -> list[int]:
+    """Rows of the input embedding that differ between two saved models."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    a, b = (
+        AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).get_input_embeddings().weight
+        for d in (before_dir, after_dir)
+    )
+    return torch.nonzero((a != b).any(dim=1)).flatten().tolist()
+
+
+def _eot(tok_dir: Path) -> int:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tok_dir).convert_tokens_to_ids("<end_of_turn>")
+
+
 def _examples(tok_dir: Path, rows: list[dict]) -> list[dict]:
     from transformers import AutoTokenizer
 
@@ -64,6 +82,8 @@ def test_teacher_training_resumes_from_the_last_checkpoint_after_a_crash(tmp_pat
     assert metrics["steps"] == 8  # 16 rows / batch 4 * 2 epochs: the resumed run finishes the plan
     assert (tmp_path / "out2" / "adapter" / "adapter_model.safetensors").exists()
     assert (tmp_path / "out2" / "merged" / "model.safetensors").exists()
+    # the frozen embedding learned exactly one row, <end_of_turn> (profile.teacher.train_tokens)
+    assert changed_embedding_rows(t_dir, tmp_path / "out2" / "merged") == [_eot(t_dir)]
     assert not work.exists()  # checkpoints are cleaned up after success
 
 
@@ -102,6 +122,23 @@ def test_kd_student_needs_every_cache_row_and_learns(tmp_path: Path) -> None:
     assert m["val_loss"] < m["base_val_loss"]
     assert m["kd_ce_curve"] and all(kd >= 0 for _, kd, _ in m["kd_ce_curve"])
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "o", torch_dtype=torch.float32, device_map="auto")
+    # frozen embedding except the rows named in train_tokens (gradient mask, tied LM head included)
+    assert changed_embedding_rows(s_dir, tmp_path / "o") == [_eot(s_dir)]
+    base = AutoModelForCausalLM.from_pretrained(s_dir)
+    hidden, n_emb = base.config.hidden_size, base.get_input_embeddings().weight.numel()
+    assert m["trainable_parameters"] == m["parameters"] - n_emb + hidden
+
+
+def test_train_tokens_must_be_tokens_of_the_tokenizer() -> None:
+    from transformers import AutoTokenizer
+
+    from summ_assets.core.models import token_ids
+
+    _, s_dir = tiny_models()
+    tok = AutoTokenizer.from_pretrained(s_dir)
+    assert token_ids(tok, ["<end_of_turn>"]) == [_eot(s_dir)]
+    with pytest.raises(ValueError, match="train_tokens: '<end_of_conversation>' is not a token"):
+        token_ids(tok, ["<end_of_conversation>"])
 
 
 def test_student_selection_on_val_rouge_stops_early_and_keeps_the_best_epoch(

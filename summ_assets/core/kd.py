@@ -272,7 +272,14 @@ def train_student(
 
     from summ_assets.core.lm import mean_completion_loss, progress_callback, set_threads, trainer_kwargs
     from summ_assets.core.lora import last_checkpoint
-    from summ_assets.core.models import count_parameters, load_causal_lm, resolve_device
+    from summ_assets.core.models import (
+        count_parameters,
+        count_trainable,
+        load_causal_lm,
+        resolve_device,
+        token_ids,
+        train_embedding_rows,
+    )
 
     cfg = profile.student
     set_threads(profile.threads)
@@ -280,6 +287,7 @@ def train_student(
     device = resolve_device(profile.device)
     tok = AutoTokenizer.from_pretrained(base_dir)
     model = load_causal_lm(base_dir, profile.dtype, device, profile.max_memory)
+    row_ids: list[int] = []  # embedding rows trained under a frozen embedding (full mode)
     if cfg.train_mode == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -290,11 +298,14 @@ def train_student(
                 lora_alpha=cfg.lora_alpha,
                 lora_dropout=0.0,
                 target_modules=list(profile.teacher.target_modules),
+                trainable_token_indices=token_ids(tok, cfg.train_tokens) or None,
                 task_type="CAUSAL_LM",
             ),
         )
     elif cfg.freeze_embeddings:
         freeze_embeddings(model)
+        row_ids = token_ids(tok, cfg.train_tokens)
+        train_embedding_rows(model, row_ids)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     base_val_loss = (
@@ -327,6 +338,7 @@ def train_student(
     t0 = time.time()
     trainer.train(resume_from_checkpoint=resume)
     train_s = time.time() - t0
+    trainable = count_trainable(trainer.model, row_ids)
     final = trainer.model.merge_and_unload() if cfg.train_mode == "lora" else trainer.model
     val_loss = mean_completion_loss(final, val_examples, tok.pad_token_id) if val_examples else float("nan")
     for p in final.parameters():
@@ -347,7 +359,7 @@ def train_student(
         "planned_steps": trainer.state.max_steps,
         "seconds_per_step": train_s / max(trainer.state.global_step, 1),
         "parameters": count_parameters(final),
-        "trainable_parameters": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "trainable_parameters": trainable,
         "resumed_from": resume,
         "val_rouge_by_epoch": selection.history if selection else [],
         "selected_epoch": selection.best_epoch if selection else None,

@@ -16,7 +16,7 @@ from summ_assets.core.lm import (
     set_threads,
     trainer_kwargs,
 )
-from summ_assets.core.models import load_causal_lm, resolve_device
+from summ_assets.core.models import load_causal_lm, resolve_device, token_ids
 from summ_assets.core.profiles import Profile
 from summ_assets.core.prompts import completion_messages, prompt_messages
 
@@ -111,6 +111,7 @@ def train_lora_teacher(
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=list(cfg.target_modules),
+        trainable_token_indices=token_ids(tok, cfg.train_tokens) or None,
         task_type="CAUSAL_LM",
     )
 
@@ -133,6 +134,7 @@ def train_lora_teacher(
     train_curve = [(h["step"], h["loss"]) for h in history if "loss" in h]
     eval_curve = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
 
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     adapter_dir, merged_dir = out_dir / "adapter", out_dir / "merged"
     trainer.model.save_pretrained(adapter_dir)
     tok.save_pretrained(adapter_dir)
@@ -142,7 +144,6 @@ def train_lora_teacher(
     )
     merged.save_pretrained(merged_dir)
     tok.save_pretrained(merged_dir)
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     shutil.rmtree(work_dir, ignore_errors=True)
     return {
         "base_val_loss": base_val_loss,

@@ -277,6 +277,49 @@ def load_causal_lm(
     return model
 
 
+def count_trainable(model: Any, embedding_rows: list[int]) -> int:
+    """Trainable parameters; a row-masked embedding (`train_embedding_rows`) counts only its rows."""
+    emb = model.get_input_embeddings().weight
+    if not (embedding_rows and emb.requires_grad):
+        return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n = sum(p.numel() for p in model.parameters() if p.requires_grad and p is not emb)
+    return n + len(embedding_rows) * emb.shape[1]
+
+
+def token_ids(tokenizer: Any, tokens: Iterable[str]) -> list[int]:
+    """Vocabulary ids of `tokens` (each must be one known token, e.g. ``<end_of_turn>``)."""
+    ids = []
+    for t in tokens:
+        i = tokenizer.convert_tokens_to_ids(t)
+        if i is None or (i == tokenizer.unk_token_id and t != tokenizer.unk_token):
+            raise ValueError(
+                f"train_tokens: {t!r} is not a token of this tokenizer ({tokenizer.name_or_path})"
+            )
+        ids.append(int(i))
+    return ids
+
+
+def train_embedding_rows(model: Any, ids: list[int]) -> None:
+    """Make only the rows `ids` of the (tied) input embedding / LM head trainable.
+
+    The weight gets `requires_grad` and a gradient hook that zeroes every other row, so Adam moves
+    nothing else (zero gradient from the start: zero moments, zero update; weight decay is 0 here).
+    """
+    import torch
+
+    if not ids:
+        return
+    weight = model.get_input_embeddings().weight
+    mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
+    mask[ids] = 1
+    weight.requires_grad_(True)
+    weight.register_hook(lambda g: g * mask)
+    out = model.get_output_embeddings()
+    if out is not None and out.weight is not weight:
+        out.weight.requires_grad_(True)
+        out.weight.register_hook(lambda g: g * mask.to(g.device))
+
+
 def tokenizer_fingerprint(tokenizer: Any) -> str:
     """Hash of the vocabulary + special tokens + chat template: equal means token-aligned."""
     from summ_assets.core.artifacts import stable_json_hash

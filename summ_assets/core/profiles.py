@@ -11,6 +11,8 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from summ_assets.core.prompts import END_OF_TURN
+
 PROFILE_ENV = "SUMM_PROFILE"
 DEFAULT_PROFILE = "demo"
 
@@ -48,6 +50,9 @@ class TeacherConfig:
     target_modules: tuple[str, ...] = ALL_PROJECTIONS
     save_steps: int = 50
     load_in_4bit: bool = False
+    # embedding rows trained besides the adapter (peft `trainable_token_indices`): a pretrained, not
+    # instruction-tuned base never learned to end a turn, so without this its summaries never stop
+    train_tokens: tuple[str, ...] = (END_OF_TURN,)
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,8 @@ class StudentConfig:
     source: str = "tiny:student"  # "tiny:student" | "prune:<layers>" | hub id | local folder
     train_mode: str = "full"  # "full" | "lora"
     freeze_embeddings: bool = True
+    # rows of the (tied) embedding that train even when the embedding is frozen (see TeacherConfig)
+    train_tokens: tuple[str, ...] = (END_OF_TURN,)
     epochs: float = 3.0
     max_steps: int = -1
     batch_size: int = 2

@@ -21,7 +21,7 @@ from typing import Any
 
 from summ_assets.core.artifacts import atomic_dir, sha256_file, stable_json_hash
 
-TEACHER_ADAPTER_CODE = "teacher-adapter-v1"
+TEACHER_ADAPTER_CODE = "teacher-adapter-v2"
 TEACHER_LOGITS_CODE = "teacher-logits-v1"
 # How many shards the teacher-logit cache is scored in (1 = one part file, the historic layout). Under
 # `torchrun --nproc_per_node=N` the count is at least N (one shard or more per rank). Not a profile
