@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 
 from summ_assets.definitions import UNPARTITIONED  # noqa: E402
+from summ_assets.defs import automation
 from summ_assets_tests.conftest import REPO, copy_corpus
 
 
@@ -235,58 +236,196 @@ def test_code_version_change_makes_exactly_it_and_its_descendants_stale(built) -
     assert status_of(res, "teacher_logits")[1] == ["code: has a new code version"]
 
 
-def _tick(sensor, instance, resources):  # noqa: ANN001, ANN202
-    """One sensor evaluation; a SkipReason becomes an empty result."""
-    out = sensor(dg.build_sensor_context(instance=instance, resources=resources))
-    if isinstance(out, dg.SkipReason):
-        return dg.SensorResult(run_requests=[], dynamic_partitions_requests=[])
-    return out
+def _tick(sdefs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):  # noqa: ANN202
+    """One evaluation of `new_data_sensor` as the daemon does it (cursor in, cursor out); its partition
+    requests are applied to the instance, as the daemon applies them before launching the runs."""
+    ctx = dg.build_sensor_context(  # the daemon passes an instance ref: partition keys resolve through it
+        instance_ref=instance.get_ref(), cursor=cursor, definitions=sdefs, resources=sdefs.resources
+    )
+    tick = automation.new_data_sensor.evaluate_tick(ctx)
+    for req in tick.dynamic_partitions_requests or []:
+        if isinstance(req, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+        else:
+            for k in req.partition_keys:
+                instance.delete_dynamic_partition(req.partitions_def_name, k)
+    return tick
 
 
-def test_sensor_registers_one_new_document_and_its_run_rechunks_only_it(built) -> None:
-    """New file -> one partition + one run; that run re-chunks exactly one document; a second tick is quiet."""
+def _sensor_defs(resources: dict) -> dg.Definitions:
+    """The shipped assets, checks and jobs, bound to the test's resources (temp data and artifacts)."""
     from summ_assets.definitions import ASSETS, defs
-    from summ_assets.defs.automation import new_data_sensor
-    from summ_assets_tests.conftest import BUNDLED
 
-    instance, resources, data, _ = built
-    sections = dg.AssetKey("document_sections")
-
-    def n_section_materializations() -> int:
-        return len(instance.fetch_materializations(sections, limit=1000).records)
-
-    before = n_section_materializations()
-    quiet = _tick(new_data_sensor, instance, resources)
-    assert not quiet.run_requests and not quiet.dynamic_partitions_requests
-
-    baseline = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-    new_doc = "raw/ko-ci-pipeline.md"
-    (data / new_doc).write_bytes((BUNDLED / new_doc).read_bytes())
-    tick = _tick(new_data_sensor, instance, resources)
-    (add,) = tick.dynamic_partitions_requests
-    assert len(add.partition_keys) == 1 and add.partition_keys[0].startswith("raw_ko-ci-pipeline.md-")
-    assert [r.partition_key for r in tick.run_requests] == list(add.partition_keys)
-    instance.add_dynamic_partitions("documents", list(add.partition_keys))
-    by_key = {a.key.to_user_string(): a for a in ASSETS}
-    dg.materialize(
-        ASSETS,
-        selection=[by_key["raw_documents"], by_key["document_sections"]],
-        partition_key=tick.run_requests[0].partition_key,
-        instance=instance,
+    return dg.Definitions(
+        assets=ASSETS,
+        asset_checks=list(defs.asset_checks or []),
+        jobs=[automation.ingest_job, automation.train_job],
+        sensors=[automation.new_data_sensor],
         resources=resources,
     )
-    assert n_section_materializations() == before + 1
-    again = _tick(new_data_sensor, instance, resources)
-    assert not again.run_requests and not again.dynamic_partitions_requests
-    # the model half sees the new sections through the manifest's automation condition
-    result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=baseline.cursor)
-    requested = {
-        k
-        for k in ["raw_documents", "document_sections", "teacher_base", "student_base", *UNPARTITIONED]
-        if result.get_num_requested(dg.AssetKey(k))
+
+
+def _launch(
+    sdefs: dg.Definitions, instance: dg.DagsterInstance, req: dg.RunRequest, raise_on_error: bool = True
+) -> bool:
+    """Execute a sensor's RunRequest as the daemon launches it: the job it names, its partition, selection
+    and tags plus its run key; a run key that already has a run is skipped. Returns whether it ran."""
+    if instance.get_runs(filters=dg.RunsFilter(tags={"dagster/run_key": req.run_key}), limit=1):
+        return False
+    job = sdefs.resolve_job_def(req.job_name)
+    job.execute_in_process(
+        instance=instance,
+        partition_key=req.partition_key,
+        asset_selection=list(req.asset_selection) if req.asset_selection else None,
+        tags={**req.tags, "dagster/run_key": req.run_key},
+        raise_on_error=raise_on_error,
+    )
+    return True
+
+
+def _requested(sdefs: dg.Definitions, result) -> dict[str, set]:  # noqa: ANN001
+    graph = sdefs.resolve_asset_graph()
+    return {
+        k.to_user_string(): result.get_requested_partitions(k)
+        for k in graph.get_all_asset_keys()
+        if result.get_num_requested(k)
     }
-    assert "corpus_manifest" in requested
-    assert not requested & {"raw_documents", "document_sections", "teacher_base", "student_base"}
+
+
+def _run_automation(sdefs: dg.Definitions, instance: dg.DagsterInstance, cursor, max_ticks: int = 6):  # noqa: ANN001, ANN202
+    """Tick the model half's automation conditions and run exactly what each tick requests, as
+    `model_half_automation` launches it (the requested assets plus their checks: the daemon expands a
+    request to the assets' checks, so blocking gates apply), until a tick requests nothing.
+    Returns ([requested per tick], cursor, {check name: passed})."""
+    from summ_assets.definitions import ASSETS
+    from summ_assets.defs.common import failure_message
+
+    ticks, checks = [], {}
+    for _ in range(max_ticks):
+        result = dg.evaluate_automation_conditions(defs=sdefs, instance=instance, cursor=cursor)
+        cursor = result.cursor
+        requested = _requested(sdefs, result)
+        ticks.append(requested)
+        if not requested:
+            return ticks, cursor, checks
+        assert all(parts == {None} for parts in requested.values()), requested  # the model half only
+        res = dg.materialize(
+            [*ASSETS, *(sdefs.asset_checks or [])],
+            selection=[dg.AssetKey(k) for k in requested],
+            instance=instance,
+            resources=sdefs.resources,
+            raise_on_error=False,
+        )
+        checks.update({e.check_name: e.passed for e in res.get_asset_check_evaluations()})
+        failed_steps = {e.step_key for e in res.all_events if e.is_step_failure}
+        failed_gates = {
+            f"{e.asset_key.to_user_string()}_{e.check_name}"
+            for e in res.get_asset_check_evaluations()
+            if not e.passed
+        }
+        # a run may stop only at a blocking gate; any other failure is a bug
+        assert failed_steps <= failed_gates, failure_message(res)
+    raise AssertionError(f"automation still requesting after {max_ticks} ticks: {ticks}")
+
+
+def _materializations_since(
+    instance: dg.DagsterInstance, storage_id: int
+) -> dict[tuple[str, str | None], int]:
+    """{(asset, partition): count} of every materialization in the event log after `storage_id`."""
+    from collections import Counter
+
+    out: Counter = Counter()
+    for key in instance.get_asset_keys():
+        recs = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, after_storage_id=storage_id), limit=10_000
+        ).records
+        for r in recs:
+            out[(key.to_user_string(), r.asset_materialization.partition)] += 1
+    return dict(out)
+
+
+def _label_lines(doc: str) -> list[str]:
+    from summ_assets_tests.conftest import BUNDLED
+
+    return [
+        ln
+        for f in sorted((BUNDLED / "labels").glob("*.jsonl"))
+        for ln in f.read_text(encoding="utf-8").splitlines()
+        if ln.strip() and json.loads(ln)["doc"] == doc
+    ]
+
+
+def _add_document_with_labels(data: Path, doc: str) -> int:
+    from summ_assets_tests.conftest import BUNDLED
+
+    (data / doc).write_bytes((BUNDLED / doc).read_bytes())
+    lines = _label_lines(doc)
+    with open(data / "labels" / "labels.jsonl", "a", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return len(lines)
+
+
+def test_new_document_with_labels_retrains_the_chain_once_and_nothing_else_upstream(built) -> None:
+    """Issue 7's acceptance line, against the persistent instance: new document + labels -> the sensor
+    registers one partition and requests one run that ingests only it; the model half's automation
+    then materializes every asset of the chain exactly once (promoted_student only if the blocking
+    gates pass); a second sensor tick and a second automation tick request nothing. Counted from the
+    event log."""
+    from summ_assets.core.documents import partition_key
+
+    instance, resources, data, _ = built
+    sdefs = _sensor_defs(resources)
+    quiet = _tick(sdefs, instance, None)
+    assert quiet.skip_message and not quiet.run_requests and not quiet.dynamic_partitions_requests
+    cursor = quiet.cursor
+    settled, auto_cursor, _ = _run_automation(sdefs, instance, None)
+    assert settled == [{}]  # the fixture's graph is up to date: nothing to do before the change
+    ds_before = _latest(instance, "summary_dataset").metadata
+    parts_before = set(instance.get_dynamic_partitions("documents"))
+    mark = instance.event_log_storage.get_maximum_record_id()
+
+    new_doc = "raw/ko-ci-pipeline.md"
+    n_labels = _add_document_with_labels(data, new_doc)
+    assert n_labels >= 3
+    pk = partition_key(new_doc)
+    tick = _tick(sdefs, instance, cursor)
+    (add,) = tick.dynamic_partitions_requests
+    assert list(add.partition_keys) == [pk]
+    assert set(instance.get_dynamic_partitions("documents")) == parts_before | {pk}
+    # one run: this document's ingestion. No separate summary_dataset run for the labels: they
+    # reach summary_dataset through the manifest, in the chain below (a labels run now would pair
+    # them with a manifest that lacks the document, and fail on 'no such document')
+    (run,) = tick.run_requests
+    assert (run.job_name, run.partition_key, run.asset_selection) == (automation.ingest_job.name, pk, None)
+    assert _launch(sdefs, instance, run)
+    assert _materializations_since(instance, mark) == {("raw_documents", pk): 1, ("document_sections", pk): 1}
+
+    ticks, auto_cursor, checks = _run_automation(sdefs, instance, auto_cursor)
+    assert set(ticks[0]) == set(UNPARTITIONED)  # the whole chain, requested in one tick
+    assert ticks[1:] == [{}]  # ... and the next tick asks for nothing
+    # evaluation_report's three blocking gates ran once; promoted_student runs only behind them (on
+    # `tiny` the random student writes mostly empty summaries, so student_outputs_not_empty stops it)
+    assert checks.pop("labels_valid") is True  # every label line, the new document's included, matched
+    assert set(checks) == {"metric_sanity", "student_not_worse_than_baseline", "student_outputs_not_empty"}
+    promoted = 1 if all(checks.values()) else 0
+    counts = _materializations_since(instance, mark)
+    assert counts == {
+        ("raw_documents", pk): 1,
+        ("document_sections", pk): 1,
+        **{(k, None): 1 for k in UNPARTITIONED if k != "promoted_student"},
+        **({("promoted_student", None): 1} if promoted else {}),
+    }, (counts, checks)
+    # the new labels are in: summary_dataset was built once, from the new manifest and the new labels
+    ds = _latest(instance, "summary_dataset").metadata
+    assert ds["labels_hash"].value != ds_before["labels_hash"].value
+    assert ds["labels_hash"].value == automation.labels_hash(resources["settings"])
+    assert ds["labels_matched"].value == ds_before["labels_matched"].value + n_labels
+
+    again = _tick(sdefs, instance, tick.cursor)
+    assert not again.run_requests and not again.dynamic_partitions_requests and again.skip_message
+    still, _, _ = _run_automation(sdefs, instance, auto_cursor)
+    assert still == [{}]
+    assert _materializations_since(instance, mark) == counts
 
 
 def _tree_hash(root: Path) -> dict[str, str]:
@@ -336,8 +475,8 @@ def test_new_training_examples_are_the_only_ones_the_teacher_scores(built) -> No
     """Cache is incremental: with the same teacher, only examples with new content keys are scored."""
     import pyarrow.parquet as pq
 
+    from summ_assets.core.documents import partition_key
     from summ_assets.definitions import ASSETS
-    from summ_assets_tests.conftest import BUNDLED
 
     instance, resources, data, _ = built
     by_key = {a.key.to_user_string(): a for a in ASSETS}
@@ -347,15 +486,18 @@ def test_new_training_examples_are_the_only_ones_the_teacher_scores(built) -> No
         return set(pq.read_table(Path(folder) / "train.parquet").column("section_id").to_pylist())
 
     before = train_ids()
-    new_doc = "raw/ko-ci-pipeline.md"  # added by the sensor test, so far without labels
-    lines = [
-        ln
-        for f in sorted((BUNDLED / "labels").glob("*.jsonl"))
-        for ln in f.read_text().splitlines()
-        if ln.strip() and json.loads(ln)["doc"] == new_doc
-    ]
-    with open(data / "labels" / "labels.jsonl", "a", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
+    adapter = _latest(instance, "teacher_adapter").tags["dagster/data_version"]
+    new_doc = "raw/ko-api-design.md"  # a document of its own: the sensor test's is already trained on
+    assert _add_document_with_labels(data, new_doc) >= 3
+    pk = partition_key(new_doc)
+    instance.add_dynamic_partitions("documents", [pk])
+    dg.materialize(
+        ASSETS,
+        selection=[by_key["raw_documents"], by_key["document_sections"]],
+        partition_key=pk,
+        instance=instance,
+        resources=resources,
+    )
     dg.materialize(
         ASSETS,
         selection=[by_key["corpus_manifest"], by_key["summary_dataset"]],
@@ -366,7 +508,60 @@ def test_new_training_examples_are_the_only_ones_the_teacher_scores(built) -> No
     assert len(added) >= 3
     # the teacher is not retrained here (same adapter): only the new examples need teacher log-probs
     dg.materialize(ASSETS, selection=[by_key["teacher_logits"]], instance=instance, resources=resources)
+    assert _latest(instance, "teacher_adapter").tags["dagster/data_version"] == adapter
     meta = _latest(instance, "teacher_logits").metadata
     assert meta["scored_examples"].value == len(added)
     assert meta["reused_examples"].value == meta["examples"].value - len(added)
     assert meta["shards"].value == 2
+
+
+def test_labels_reach_summary_dataset_once_and_a_failed_file_does_not_hold_them_back(built) -> None:
+    """The sensor's labels path. A labels-only change -> one run of corpus_manifest + summary_dataset.
+    Labels of a new document wait for its ingestion; if the model half has not caught up by the next
+    tick, the labels run rebuilds the manifest first, so the new labels match. A file whose ingestion
+    already failed (the broken one of the test above, when run in order) never blocks them."""
+    instance, resources, data, _ = built
+    sdefs = _sensor_defs(resources)
+    cursor = None
+    for _ in range(3):  # let the 'daemon' catch up: launch what the sensor asks, failures included
+        tick = _tick(sdefs, instance, cursor)
+        cursor = tick.cursor
+        if not [r for r in tick.run_requests or [] if _launch(sdefs, instance, r, raise_on_error=False)]:
+            break
+    settings = resources["settings"]
+
+    def labels_run(t) -> dg.RunRequest:  # noqa: ANN001
+        (req,) = [r for r in t.run_requests if r.job_name == automation.train_job.name]
+        assert req.asset_selection == [dg.AssetKey("corpus_manifest"), dg.AssetKey("summary_dataset")]
+        return req
+
+    # 1. labels only: one summary rewritten
+    labels = data / "labels" / "labels.jsonl"
+    lines = labels.read_text(encoding="utf-8").splitlines()
+    row = json.loads(lines[0])
+    lines[0] = json.dumps({**row, "summary": row["summary"] + " (수정)"}, ensure_ascii=False)
+    labels.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tick = _tick(sdefs, instance, cursor)
+    assert not tick.dynamic_partitions_requests
+    assert _launch(sdefs, instance, labels_run(tick))
+    assert _latest(instance, "summary_dataset").metadata["labels_hash"].value == automation.labels_hash(
+        settings
+    )
+    quiet = _tick(sdefs, instance, tick.cursor)
+    assert not [r for r in quiet.run_requests or [] if r.job_name == automation.train_job.name]
+
+    # 2. a new document with labels, and the model half's automation has not run after its ingestion
+    matched = _latest(instance, "summary_dataset").metadata["labels_matched"].value
+    n = _add_document_with_labels(data, "raw/ko-observability.md")
+    first = _tick(sdefs, instance, quiet.cursor)
+    (ingest,) = [r for r in first.run_requests if _launch(sdefs, instance, r)]
+    assert ingest.job_name == automation.ingest_job.name
+    assert all(r.job_name == automation.ingest_job.name for r in first.run_requests)  # labels wait
+    second = _tick(sdefs, instance, first.cursor)
+    assert _launch(sdefs, instance, labels_run(second))  # manifest first: the new labels all match
+    ds = _latest(instance, "summary_dataset").metadata
+    assert ds["labels_matched"].value == matched + n and ds["labels_hash"].value == automation.labels_hash(
+        settings
+    )
+    third = _tick(sdefs, instance, second.cursor)
+    assert not [r for r in third.run_requests or [] if _launch(sdefs, instance, r)]
