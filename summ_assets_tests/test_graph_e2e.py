@@ -565,3 +565,46 @@ def test_labels_reach_summary_dataset_once_and_a_failed_file_does_not_hold_them_
     )
     third = _tick(sdefs, instance, second.cursor)
     assert not [r for r in third.run_requests or [] if _launch(sdefs, instance, r)]
+
+
+def test_a_document_or_labels_changed_and_changed_back_are_picked_up_again(built) -> None:
+    """A file edited and then restored: the restore is a change too. Its run key must be new (the
+    daemon launches a run key once; reusing the first content's key would leave the edit in place).
+    The same for the labels folder."""
+    from summ_assets.core.artifacts import sha256_file
+    from summ_assets.core.documents import discover, partition_key
+    from summ_assets.defs.staleness import latest_data_version
+
+    instance, resources, data, _ = built
+    sdefs = _sensor_defs(resources)
+    doc = next(d for d in sorted(discover(data).values()) if d != "raw/broken.md")
+    path, pk = data / doc, partition_key(doc)
+    original = path.read_bytes()
+    assert latest_data_version(instance, "raw_documents", pk) == sha256_file(path)[:24]
+    cursor, keys = None, []
+    edited = original + "\n\n## 추가\n\n새 문단이다.\n".encode()
+    for content in (edited, original, edited):  # the third state was seen before: a reused key would skip it
+        path.write_bytes(content)
+        tick = _tick(sdefs, instance, cursor)
+        (req,) = [r for r in tick.run_requests if r.partition_key == pk]
+        assert _launch(sdefs, instance, req), f"run key {req.run_key} was already used"
+        assert latest_data_version(instance, "raw_documents", pk) == sha256_file(path)[:24]
+        cursor = tick.cursor
+        keys.append(req.run_key)
+    assert len(set(keys)) == 3
+
+    labels = data / "labels" / "labels.jsonl"
+    kept = labels.read_text(encoding="utf-8")
+    first = kept.splitlines()[0]
+    row = json.loads(first)
+    edited = kept.replace(
+        first, json.dumps({**row, "summary": row["summary"] + " (재수정)"}, ensure_ascii=False)
+    )
+    for text in (edited, kept):
+        labels.write_text(text, encoding="utf-8")
+        tick = _tick(sdefs, instance, cursor)
+        (req,) = [r for r in tick.run_requests if r.job_name == automation.train_job.name]
+        assert _launch(sdefs, instance, req), f"run key {req.run_key} was already used"
+        ds = _latest(instance, "summary_dataset").metadata
+        assert ds["labels_hash"].value == automation.labels_hash(resources["settings"])
+        cursor = tick.cursor

@@ -52,7 +52,10 @@ def test_teacher_training_resumes_from_the_last_checkpoint_after_a_crash(tmp_pat
     from summ_assets.core import lora
 
     t_dir, _ = tiny_models()
-    profile = replace(TINY, teacher=replace(TINY.teacher, epochs=2, batch_size=4, save_steps=2))
+    profile = replace(
+        TINY,
+        teacher=replace(TINY.teacher, epochs=2, batch_size=4, save_steps=2, train_tokens=("<end_of_turn>",)),
+    )
     val = _examples(t_dir, ROWS[:4])
 
     class Crash(TrainerCallback):
@@ -115,7 +118,12 @@ def test_kd_student_needs_every_cache_row_and_learns(tmp_path: Path) -> None:
     broken[k0] = {**cache[k0], "positions": cache[k0]["positions"][1:]}
     with pytest.raises(CacheAlignmentError, match="do not match"):
         attach_teacher(train, broken)
-    profile = replace(TINY, student=replace(TINY.student, epochs=3, learning_rate=5e-3, save_steps=1000))
+    profile = replace(
+        TINY,
+        student=replace(
+            TINY.student, epochs=3, learning_rate=5e-3, save_steps=1000, train_tokens=("<end_of_turn>",)
+        ),
+    )
     m = train_student(
         s_dir, attach_teacher(train, cache), train[:4], profile, tmp_path / "w", tmp_path / "o", alpha=0.5
     )

@@ -49,7 +49,7 @@ def _will_run(instance: dg.DagsterInstance, run_key: str) -> bool:
 def new_data_sensor(context: dg.SensorEvaluationContext, settings: SummSettings):
     from summ_assets.core.artifacts import sha256_file
     from summ_assets.core.documents import discover
-    from summ_assets.defs.staleness import latest_data_version
+    from summ_assets.defs.staleness import latest_data_version_record
 
     instance = context.instance
     current = discover(settings.data_root)
@@ -62,10 +62,13 @@ def new_data_sensor(context: dg.SensorEvaluationContext, settings: SummSettings)
         if not path.is_file():
             continue
         sha = sha256_file(path)[:24]
-        if latest_data_version(instance, "raw_documents", pk) != sha:
+        version, since = latest_data_version_record(instance, "raw_documents", pk)
+        if version != sha:
             requests.append(
                 dg.RunRequest(
-                    run_key=f"{pk}:{sha}",
+                    # unique per change: a file changed back to an earlier content must not reuse that
+                    # content's (finished) run key, or the daemon would skip it
+                    run_key=f"{pk}:{sha}:after-{since}",
                     job_name=ingest_job.name,
                     partition_key=pk,
                     tags={"summ_assets/trigger": "new_data_sensor"},
@@ -87,7 +90,7 @@ def new_data_sensor(context: dg.SensorEvaluationContext, settings: SummSettings)
         else:
             requests.append(
                 dg.RunRequest(
-                    run_key=f"labels:{lab}",
+                    run_key=f"labels:{lab}:after-{latest_data_version_record(instance, 'summary_dataset')[1]}",
                     job_name=train_job.name,
                     # the manifest first: it may not have caught up with an ingest that just finished
                     asset_selection=[dg.AssetKey("corpus_manifest"), dg.AssetKey("summary_dataset")],

@@ -40,13 +40,20 @@ def status_of(res, key: str, partition: str | None = None) -> tuple[str, list[st
 
 
 def latest_data_version(instance: dg.DagsterInstance, key: str, partition: str | None = None) -> str | None:
+    return latest_data_version_record(instance, key, partition)[0]
+
+
+def latest_data_version_record(
+    instance: dg.DagsterInstance, key: str, partition: str | None = None
+) -> tuple[str | None, int]:
+    """(latest data version, storage id of the event that recorded it); (None, 0) when there is none."""
     from dagster._core.definitions.data_version import extract_data_version_from_entry
 
     rec = instance.get_latest_data_version_record(dg.AssetKey(key), partition_key=partition)
     if rec is None:
-        return None
+        return None, 0
     dv = extract_data_version_from_entry(rec.event_log_entry)
-    return dv.value if dv is not None else None
+    return (dv.value if dv is not None else None), rec.storage_id
 
 
 def stale_plan(
