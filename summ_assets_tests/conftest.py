@@ -71,3 +71,15 @@ def no_network(monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(socket.socket, "connect", guarded)
     yield
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_dagster_instance():
+    """A Dagster instance opened by a context (e.g. a sensor context built from an instance ref) and
+    never closed stays registered as the process's defs-state storage; every later `materialize` in
+    the process then fails with 'Attempted to resolve undefined DagsterInstance weakref'. Fail the
+    test that leaks it instead of the ones that come after."""
+    yield
+    from dagster._core.storage.defs_state.base import DefsStateStorage
+
+    assert DefsStateStorage.get() is None, "this test left a Dagster instance open (use `with` on contexts)"

@@ -239,10 +239,13 @@ def test_code_version_change_makes_exactly_it_and_its_descendants_stale(built) -
 def _tick(sdefs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):  # noqa: ANN202
     """One evaluation of `new_data_sensor` as the daemon does it (cursor in, cursor out); its partition
     requests are applied to the instance, as the daemon applies them before launching the runs."""
-    ctx = dg.build_sensor_context(  # the daemon passes an instance ref: partition keys resolve through it
+    # the daemon passes an instance ref: partition keys resolve through it. `with`: the context enters
+    # the instance it opens (setting Dagster's current defs-state storage) and must exit it, or later
+    # tests in this process fail with 'Attempted to resolve undefined DagsterInstance weakref'
+    with dg.build_sensor_context(
         instance_ref=instance.get_ref(), cursor=cursor, definitions=sdefs, resources=sdefs.resources
-    )
-    tick = automation.new_data_sensor.evaluate_tick(ctx)
+    ) as ctx:
+        tick = automation.new_data_sensor.evaluate_tick(ctx)
     for req in tick.dynamic_partitions_requests or []:
         if isinstance(req, dg.AddDynamicPartitionsRequest):
             instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))

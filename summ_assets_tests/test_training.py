@@ -190,3 +190,95 @@ def test_student_selection_on_val_rouge_stops_early_and_keeps_the_best_epoch(
     key = name if name in saved_weights else name.removeprefix("model.")
     assert torch.equal(saved_weights[key], best[name])
     assert not torch.equal(snapshots[3][name], best[name])  # training did move the weights after epoch 2
+
+
+def test_trained_rows_act_like_the_merged_rows_and_only_they_get_gradients() -> None:
+    """The delta rows (forward hooks on the embedding and the tied LM head) give the same logits as the
+    model with the delta folded into its weights; the frozen embedding gets no gradient."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from summ_assets.core.kd import freeze_embeddings
+    from summ_assets.core.models import merge_embedding_rows, train_embedding_rows
+
+    _, s_dir = tiny_models()
+    eot = _eot(s_dir)
+    model = AutoModelForCausalLM.from_pretrained(s_dir, dtype=torch.float32)
+    freeze_embeddings(model)
+    other = eot + 3
+    rows = train_embedding_rows(model, [other, eot, other])  # a repeated id counts once
+    torch.manual_seed(0)
+    with torch.no_grad():
+        rows.delta_in.normal_(0, 0.5)
+    assert rows.delta_in.shape[0] == 2
+    ids = torch.tensor([[2, 7, eot, 9, other, eot]])
+    hooked = model(ids).logits
+    hooked.sum().backward()
+    assert model.get_input_embeddings().weight.grad is None
+    assert rows.delta_in.grad is not None and rows.delta_in.grad.abs().sum() > 0
+    merge_embedding_rows(model)
+    assert not hasattr(model, "summ_trained_rows")
+    merged = model(ids).logits
+    torch.testing.assert_close(hooked, merged, rtol=1e-4, atol=1e-4)
+    plain = AutoModelForCausalLM.from_pretrained(s_dir, dtype=torch.float32)
+    assert not torch.allclose(plain(ids).logits, merged, atol=1e-3)  # the delta did change the model
+
+
+def test_student_resumed_after_a_crash_ends_where_an_uninterrupted_run_ends(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """Checkpoints carry the trained embedding rows: crash at step 5, resume from checkpoint-4, and
+    the saved student equals the one of a run that never stopped (rows included)."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, TrainerCallback
+
+    from summ_assets.core import kd
+
+    _, s_dir = tiny_models()
+    train = _examples(s_dir, ROWS)
+    profile = replace(
+        TINY,
+        student=replace(
+            TINY.student,
+            epochs=2,
+            batch_size=4,
+            save_steps=2,
+            learning_rate=5e-3,
+            train_tokens=("<end_of_turn>",),
+        ),
+    )
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+            if state.global_step == 5:
+                raise KeyboardInterrupt("simulated crash")
+
+    real_cls = kd._trainer_cls
+
+    def crashing_cls():  # noqa: ANN202
+        base = real_cls()
+
+        class Crashing(base):
+            def __init__(self, *a, callbacks=None, **kw):  # noqa: ANN001
+                super().__init__(*a, callbacks=[*(callbacks or []), Crash()], **kw)
+
+        return Crashing
+
+    work = tmp_path / "work"
+    monkeypatch.setattr(kd, "_trainer_cls", crashing_cls)
+    with pytest.raises(KeyboardInterrupt):
+        kd.train_student(s_dir, train, [], profile, work, tmp_path / "crashed", alpha=0.0)
+    saved = load_file(str(work / "checkpoint-4" / "model.safetensors"))
+    assert saved["summ_trained_rows.delta_in"].abs().sum() > 0
+    monkeypatch.setattr(kd, "_trainer_cls", real_cls)
+    m = kd.train_student(s_dir, train, [], profile, work, tmp_path / "resumed", alpha=0.0)
+    assert m["resumed_from"].endswith("checkpoint-4") and m["steps"] == 8
+    kd.train_student(s_dir, train, [], profile, tmp_path / "work2", tmp_path / "straight", alpha=0.0)
+    resumed, straight = (
+        AutoModelForCausalLM.from_pretrained(tmp_path / d, dtype=torch.float32).state_dict()
+        for d in ("resumed", "straight")
+    )
+    assert resumed.keys() == straight.keys() and not any("summ_trained_rows" in k for k in resumed)
+    for k in resumed:
+        torch.testing.assert_close(resumed[k], straight[k], rtol=1e-4, atol=1e-5, msg=k)

@@ -274,8 +274,8 @@ def train_student(
     from summ_assets.core.lora import last_checkpoint
     from summ_assets.core.models import (
         count_parameters,
-        count_trainable,
         load_causal_lm,
+        merge_embedding_rows,
         resolve_device,
         token_ids,
         train_embedding_rows,
@@ -287,7 +287,6 @@ def train_student(
     device = resolve_device(profile.device)
     tok = AutoTokenizer.from_pretrained(base_dir)
     model = load_causal_lm(base_dir, profile.dtype, device, profile.max_memory)
-    row_ids: list[int] = []  # embedding rows trained under a frozen embedding (full mode)
     if cfg.train_mode == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -304,8 +303,7 @@ def train_student(
         )
     elif cfg.freeze_embeddings:
         freeze_embeddings(model)
-        row_ids = token_ids(tok, cfg.train_tokens)
-        train_embedding_rows(model, row_ids)
+        train_embedding_rows(model, token_ids(tok, cfg.train_tokens))
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     base_val_loss = (
@@ -338,8 +336,9 @@ def train_student(
     t0 = time.time()
     trainer.train(resume_from_checkpoint=resume)
     train_s = time.time() - t0
-    trainable = count_trainable(trainer.model, row_ids)
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     final = trainer.model.merge_and_unload() if cfg.train_mode == "lora" else trainer.model
+    merge_embedding_rows(final)
     val_loss = mean_completion_loss(final, val_examples, tok.pad_token_id) if val_examples else float("nan")
     for p in final.parameters():
         p.requires_grad_(True)

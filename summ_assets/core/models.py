@@ -277,15 +277,6 @@ def load_causal_lm(
     return model
 
 
-def count_trainable(model: Any, embedding_rows: list[int]) -> int:
-    """Trainable parameters; a row-masked embedding (`train_embedding_rows`) counts only its rows."""
-    emb = model.get_input_embeddings().weight
-    if not (embedding_rows and emb.requires_grad):
-        return sum(p.numel() for p in model.parameters() if p.requires_grad)
-    n = sum(p.numel() for p in model.parameters() if p.requires_grad and p is not emb)
-    return n + len(embedding_rows) * emb.shape[1]
-
-
 def token_ids(tokenizer: Any, tokens: Iterable[str]) -> list[int]:
     """Vocabulary ids of `tokens` (each must be one known token, e.g. ``<end_of_turn>``)."""
     ids = []
@@ -299,25 +290,65 @@ def token_ids(tokenizer: Any, tokens: Iterable[str]) -> list[int]:
     return ids
 
 
-def train_embedding_rows(model: Any, ids: list[int]) -> None:
-    """Make only the rows `ids` of the (tied) input embedding / LM head trainable.
+def train_embedding_rows(model: Any, ids: list[int]) -> Any:
+    """Train only the rows `ids` of a frozen (tied) input embedding / LM head.
 
-    The weight gets `requires_grad` and a gradient hook that zeroes every other row, so Adam moves
-    nothing else (zero gradient from the start: zero moments, zero update; weight decay is 0 here).
+    The rows get a small trainable delta (`model.summ_trained_rows`, so the optimizer, checkpoints and
+    best-epoch snapshots see it) added by forward hooks: to the embedding output where an input id is
+    one of `ids`, and to the LM head's logits of `ids`. Equivalent to training those rows in place,
+    without a full-size embedding gradient or optimizer state. `merge_embedding_rows` folds the delta
+    into the weights before saving. Returns the module (None when `ids` is empty).
     """
     import torch
 
+    ids = sorted(set(ids))  # a repeated id would add its delta twice to the logits, once to the weight
     if not ids:
+        return None
+    emb_mod, head_mod = model.get_input_embeddings(), model.get_output_embeddings()
+    weight = emb_mod.weight
+    tied = head_mod is None or head_mod.weight is weight
+    rows = torch.nn.Module()
+    rows.register_buffer("ids", torch.tensor(ids, dtype=torch.long, device=weight.device), persistent=False)
+    rows.delta_in = torch.nn.Parameter(
+        torch.zeros(len(ids), weight.shape[1], dtype=weight.dtype, device=weight.device)
+    )
+    if not tied:  # an untied LM head has rows of its own
+        rows.delta_out = torch.nn.Parameter(torch.zeros_like(rows.delta_in, device=head_mod.weight.device))
+    model.summ_trained_rows = rows
+
+    def on_embed(mod: Any, args: tuple, kwargs: dict, out: Any) -> Any:
+        ids_in = args[0] if args else next(iter(kwargs.values()))
+        hit = (ids_in.unsqueeze(-1) == rows.ids).to(out.dtype)  # [..., n_rows]
+        scale = getattr(mod, "embed_scale", None)
+        add = hit @ rows.delta_in.to(out.dtype)
+        return out + (add * scale.to(out.dtype) if scale is not None else add)
+
+    def on_head(mod: Any, args: tuple, kwargs: dict, out: Any) -> Any:
+        hidden = args[0] if args else next(iter(kwargs.values()))
+        delta = rows.delta_in if tied else rows.delta_out
+        return out.index_add(out.dim() - 1, rows.ids.to(out.device), (hidden @ delta.T).to(out.dtype))
+
+    rows.handles = [emb_mod.register_forward_hook(on_embed, with_kwargs=True)]
+    if head_mod is not None:
+        rows.handles.append(head_mod.register_forward_hook(on_head, with_kwargs=True))
+    return rows
+
+
+def merge_embedding_rows(model: Any) -> None:
+    """Fold `train_embedding_rows`' delta into the embedding / LM head rows and remove its hooks."""
+    import torch
+
+    rows = getattr(model, "summ_trained_rows", None)
+    if rows is None:
         return
-    weight = model.get_input_embeddings().weight
-    mask = torch.zeros(weight.shape[0], 1, dtype=weight.dtype, device=weight.device)
-    mask[ids] = 1
-    weight.requires_grad_(True)
-    weight.register_hook(lambda g: g * mask)
-    out = model.get_output_embeddings()
-    if out is not None and out.weight is not weight:
-        out.weight.requires_grad_(True)
-        out.weight.register_hook(lambda g: g * mask.to(g.device))
+    for h in rows.handles:
+        h.remove()
+    emb, head = model.get_input_embeddings().weight, model.get_output_embeddings()
+    with torch.no_grad():
+        emb[rows.ids] += rows.delta_in.to(emb.dtype)
+        if head is not None and head.weight is not emb:
+            head.weight[rows.ids.to(head.weight.device)] += rows.delta_out.to(head.weight.dtype)
+    del model.summ_trained_rows
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:

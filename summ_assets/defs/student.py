@@ -140,7 +140,7 @@ def _train(
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version=code_version("student-model-v3", "student", "data"),
+    code_version=code_version("student-model-v4", "student", "data"),
     kinds={"pytorch", "huggingface"},
     description="The student distilled from data + cached teacher logits (alpha*T^2*KL + (1-alpha)*CE), "
     "plus the teacher's summaries of unlabelled sections (sequence-level KD).",
@@ -159,7 +159,7 @@ def student_model(
         settings,
         compute,
         "student_model",
-        "student-model-v3",
+        "student-model-v4",
         student_base,
         summary_dataset,
         teacher_logits,
@@ -170,7 +170,7 @@ def student_model(
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version=code_version("student-baseline-v3", "student", "data"),
+    code_version=code_version("student-baseline-v4", "student", "data"),
     kinds={"pytorch", "huggingface"},
     description="The same student, data, steps and learning rate, CE only: what distillation must beat.",
 )
@@ -186,7 +186,7 @@ def student_baseline(
         settings,
         compute,
         "student_baseline",
-        "student-baseline-v3",
+        "student-baseline-v4",
         student_base,
         summary_dataset,
         None,
