@@ -73,6 +73,22 @@ def no_network(monkeypatch: pytest.MonkeyPatch):
     yield
 
 
+def ingest_partition(instance, resources: dict, partition: str, raise_on_error: bool = True):  # noqa: ANN001, ANN201
+    """Materialize one document partition (raw_documents + document_sections) of the shipped graph."""
+    import dagster as dg
+
+    from summ_assets.definitions import ASSETS
+
+    return dg.materialize(
+        ASSETS,
+        selection=[a for a in ASSETS if a.key.to_user_string() in ("raw_documents", "document_sections")],
+        partition_key=partition,
+        instance=instance,
+        resources=resources,
+        raise_on_error=raise_on_error,
+    )
+
+
 @pytest.fixture(autouse=True)
 def no_leaked_dagster_instance():
     """A Dagster instance opened by a context (e.g. a sensor context built from an instance ref) and

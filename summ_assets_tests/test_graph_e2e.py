@@ -13,7 +13,7 @@ import pytest
 
 from summ_assets.definitions import UNPARTITIONED  # noqa: E402
 from summ_assets.defs import automation
-from summ_assets_tests.conftest import REPO, copy_corpus
+from summ_assets_tests.conftest import REPO, copy_corpus, ingest_partition
 
 
 def _resources(data: Path, art: Path) -> dict:
@@ -41,13 +41,7 @@ def materialize_everything(instance: dg.DagsterInstance, resources: dict, data: 
     new = [k for k in keys if k not in instance.get_dynamic_partitions("documents")]
     instance.add_dynamic_partitions("documents", new)
     for k in new:
-        dg.materialize(
-            ASSETS,
-            selection=[by_key["raw_documents"], by_key["document_sections"]],
-            partition_key=k,
-            instance=instance,
-            resources=resources,
-        )
+        ingest_partition(instance, resources, k)
     dg.materialize(
         ASSETS, selection=[by_key[k] for k in UNPARTITIONED], instance=instance, resources=resources
     )
@@ -452,14 +446,7 @@ def test_bad_file_fails_only_its_partition_and_data_is_never_written(built) -> N
     good = sorted(instance.get_materialized_partitions(dg.AssetKey("document_sections")))
     bad = partition_key("raw/broken.md")
     instance.add_dynamic_partitions("documents", [bad])
-    res = dg.materialize(
-        ASSETS,
-        selection=[by_key["raw_documents"], by_key["document_sections"]],
-        partition_key=bad,
-        instance=instance,
-        resources=resources,
-        raise_on_error=False,
-    )
+    res = ingest_partition(instance, resources, bad, raise_on_error=False)
     assert not res.success
     from summ_assets.defs.common import failure_message
 
@@ -494,13 +481,7 @@ def test_new_training_examples_are_the_only_ones_the_teacher_scores(built) -> No
     assert _add_document_with_labels(data, new_doc) >= 3
     pk = partition_key(new_doc)
     instance.add_dynamic_partitions("documents", [pk])
-    dg.materialize(
-        ASSETS,
-        selection=[by_key["raw_documents"], by_key["document_sections"]],
-        partition_key=pk,
-        instance=instance,
-        resources=resources,
-    )
+    ingest_partition(instance, resources, pk)
     dg.materialize(
         ASSETS,
         selection=[by_key["corpus_manifest"], by_key["summary_dataset"]],

@@ -26,7 +26,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from summ_assets_tests.conftest import REPO, copy_corpus
+from summ_assets_tests.conftest import REPO, copy_corpus, ingest_partition
 
 DOCS = ["raw/ko-rag-pipeline.md", "raw/ko-git-branching.md"]
 HEAVY = ("teacher_adapter", "student_baseline")  # both in pool "gpu", both need only summary_dataset
@@ -68,13 +68,7 @@ def _materialize_upstream(instance: dg.DagsterInstance, data: Path, art: Path) -
     keys = sorted(discover(data))
     instance.add_dynamic_partitions("documents", keys)
     for k in keys:
-        dg.materialize(
-            ASSETS,
-            selection=[by_key["raw_documents"], by_key["document_sections"]],
-            partition_key=k,
-            instance=instance,
-            resources=resources,
-        )
+        ingest_partition(instance, resources, k)
     upstream = [by_key["corpus_manifest"], by_key["summary_dataset"]]
     dg.materialize(ASSETS, selection=upstream, instance=instance, resources=resources)
 

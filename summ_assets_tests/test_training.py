@@ -38,6 +38,28 @@ def _eot(tok_dir: Path) -> int:
     return AutoTokenizer.from_pretrained(tok_dir).convert_tokens_to_ids("<end_of_turn>")
 
 
+def crash_at_step(trainer_cls_factory, step: int):  # noqa: ANN001, ANN201
+    """A stand-in for a module's trainer-class factory whose trainers raise KeyboardInterrupt (a
+    simulated crash) at the end of optimizer step `step`."""
+    from transformers import TrainerCallback
+
+    class Crash(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+            if state.global_step == step:
+                raise KeyboardInterrupt("simulated crash")
+
+    def factory():  # noqa: ANN202
+        base = trainer_cls_factory()
+
+        class Crashing(base):
+            def __init__(self, *a, callbacks=None, **kw):  # noqa: ANN001
+                super().__init__(*a, callbacks=[*(callbacks or []), Crash()], **kw)
+
+        return Crashing
+
+    return factory
+
+
 def _examples(tok_dir: Path, rows: list[dict]) -> list[dict]:
     from transformers import AutoTokenizer
 
@@ -47,7 +69,6 @@ def _examples(tok_dir: Path, rows: list[dict]) -> list[dict]:
 
 
 def test_teacher_training_resumes_from_the_last_checkpoint_after_a_crash(tmp_path: Path, monkeypatch) -> None:
-    from transformers import TrainerCallback
 
     from summ_assets.core import lora
 
@@ -58,22 +79,8 @@ def test_teacher_training_resumes_from_the_last_checkpoint_after_a_crash(tmp_pat
     )
     val = _examples(t_dir, ROWS[:4])
 
-    class Crash(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
-            if state.global_step == 5:
-                raise KeyboardInterrupt("simulated crash")
-
     real_cls = lora._sft_trainer_cls
-
-    def crashing_cls():  # noqa: ANN202
-        base = real_cls()
-
-        class Crashing(base):
-            def __init__(self, *a, callbacks=None, **kw):  # noqa: ANN001
-                super().__init__(*a, callbacks=[*(callbacks or []), Crash()], **kw)
-
-        return Crashing
-
+    crashing_cls = crash_at_step(real_cls, 5)
     work = tmp_path / "work"
     monkeypatch.setattr(lora, "_sft_trainer_cls", crashing_cls)
     with pytest.raises(KeyboardInterrupt):
@@ -231,7 +238,7 @@ def test_student_resumed_after_a_crash_ends_where_an_uninterrupted_run_ends(
     the saved student equals the one of a run that never stopped (rows included)."""
     import torch
     from safetensors.torch import load_file
-    from transformers import AutoModelForCausalLM, TrainerCallback
+    from transformers import AutoModelForCausalLM
 
     from summ_assets.core import kd
 
@@ -249,22 +256,8 @@ def test_student_resumed_after_a_crash_ends_where_an_uninterrupted_run_ends(
         ),
     )
 
-    class Crash(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
-            if state.global_step == 5:
-                raise KeyboardInterrupt("simulated crash")
-
     real_cls = kd._trainer_cls
-
-    def crashing_cls():  # noqa: ANN202
-        base = real_cls()
-
-        class Crashing(base):
-            def __init__(self, *a, callbacks=None, **kw):  # noqa: ANN001
-                super().__init__(*a, callbacks=[*(callbacks or []), Crash()], **kw)
-
-        return Crashing
-
+    crashing_cls = crash_at_step(real_cls, 5)
     work = tmp_path / "work"
     monkeypatch.setattr(kd, "_trainer_cls", crashing_cls)
     with pytest.raises(KeyboardInterrupt):

@@ -76,8 +76,9 @@ def new_data_sensor(context: dg.SensorEvaluationContext, settings: SummSettings)
             )
     lab = labels_hash(settings)
     cursor = lab
-    ev = instance.get_latest_materialization_event(dg.AssetKey("summary_dataset"))
-    seen = ev.asset_materialization.metadata.get("labels_hash") if ev and ev.asset_materialization else None
+    # the latest summary_dataset materialization: the labels it read, and its storage id for the run key
+    (last,) = instance.fetch_materializations(dg.AssetKey("summary_dataset"), limit=1).records or [None]
+    seen = last.asset_materialization.metadata.get("labels_hash") if last else None
     if seen is not None and seen.value != lab and context.cursor != lab:
         if add or drop or any(_will_run(instance, r.run_key) for r in requests):
             # Documents are still being ingested: that ingestion reaches summary_dataset through the
@@ -90,7 +91,7 @@ def new_data_sensor(context: dg.SensorEvaluationContext, settings: SummSettings)
         else:
             requests.append(
                 dg.RunRequest(
-                    run_key=f"labels:{lab}:after-{latest_data_version_record(instance, 'summary_dataset')[1]}",
+                    run_key=f"labels:{lab}:after-{last.storage_id}",
                     job_name=train_job.name,
                     # the manifest first: it may not have caught up with an ingest that just finished
                     asset_selection=[dg.AssetKey("corpus_manifest"), dg.AssetKey("summary_dataset")],
