@@ -63,7 +63,7 @@ def pct(values: list[float], q: float) -> float:
 def load_test(summ, bodies: list[str], clients: int, per_client: int, label: str) -> None:  # noqa: ANN001
     import httpx
 
-    from summ_assets.server import BackgroundServer, create_app
+    from summ_assets.serving import BackgroundServer, create_app
 
     app = create_app(summ, max_bytes=2_000_000, timeout_s=600)
     latencies: list[float] = []

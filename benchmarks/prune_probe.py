@@ -48,9 +48,9 @@ def main() -> None:
     use_offline_env()
     from transformers import AutoTokenizer
 
+    from summ_assets.core.dataset import read_split
     from summ_assets.core.examples import build_examples
     from summ_assets.core.profiles import get_profile
-    from summ_assets.defs.ingest import read_split
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--drop", type=int, default=4)

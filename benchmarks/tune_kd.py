@@ -41,8 +41,8 @@ def _parse(setting: str, cfg: object) -> dict[str, object]:
 def uncapped_split(manifest: str, data_root: Path, profile: object, split: str) -> list[dict]:
     import pyarrow.parquet as pq
 
+    from summ_assets.core.dataset import split_rows
     from summ_assets.core.labels import load_labels, match_labels
-    from summ_assets.defs.ingest import split_rows
 
     sections = pq.read_table(manifest).to_pylist()
     rep = load_labels(data_root / "labels", data_root)
@@ -53,7 +53,7 @@ def uncapped_split(manifest: str, data_root: Path, profile: object, split: str) 
 def _seqkd_examples(root: Path, dataset: str, tok: object, profile: object) -> list[dict]:
     """The seq-KD examples the `teacher_pseudo_summaries` asset would make (all unlabelled sections)."""
     from summ_assets.core import logits_cache as lc
-    from summ_assets.defs.seqkd import pseudo_examples, pseudo_rows_for, summarize_and_score
+    from summ_assets.stages.seqkd import pseudo_examples, pseudo_rows_for, summarize_and_score
 
     out = root / "_sweep" / "seqkd"
     if not (out / "stats.json").exists():
@@ -76,13 +76,13 @@ def main(settings: list[str]) -> None:
     from transformers import AutoTokenizer
 
     from summ_assets.core import logits_cache as lc
+    from summ_assets.core.dataset import read_split
     from summ_assets.core.examples import build_examples
     from summ_assets.core.generation import summarize_texts
     from summ_assets.core.kd import attach_teacher, train_student
     from summ_assets.core.metrics import rouge_scores
     from summ_assets.core.models import load_causal_lm
     from summ_assets.core.profiles import get_profile
-    from summ_assets.defs.ingest import read_split
 
     root = Path("artifacts").resolve()
     profile = get_profile("demo")

@@ -52,12 +52,10 @@ def refresh(dry_run: bool = False) -> int:
     _env()
     import dagster as dg
 
-    from summ_assets.core.artifacts import sha256_file
-    from summ_assets.core.documents import discover
-    from summ_assets.definitions import ASSETS, UNPARTITIONED
-    from summ_assets.defs.common import DOCUMENTS, failure_message
-    from summ_assets.defs.resources import default_resources
-    from summ_assets.defs.staleness import latest_data_version, resolver, status_of
+    from summ_assets.definitions import ASSETS, RESOURCES, UNPARTITIONED
+    from summ_assets.defs.common import failure_message
+    from summ_assets.defs.partitions import plan_partitions
+    from summ_assets.defs.staleness import resolver, status_of
 
     if not os.environ.get("DAGSTER_HOME"):
         print(
@@ -66,19 +64,16 @@ def refresh(dry_run: bool = False) -> int:
         )
         return 2
     instance = dg.DagsterInstance.get()
-    resources = default_resources()
+    resources = RESOURCES
     settings = resources["settings"]
     t0 = time.time()
     failures: list[str] = []
 
-    # 1. partitions follow the files
-    current = discover(settings.data_root)
-    known = set(instance.get_dynamic_partitions(DOCUMENTS.name))
-    add, drop = sorted(set(current) - known), sorted(known - set(current))
-    if add and not dry_run:
-        instance.add_dynamic_partitions(DOCUMENTS.name, add)
-    for k in drop if not dry_run else []:
-        instance.delete_dynamic_partition(DOCUMENTS.name, k)
+    # 1. partitions follow the files (the same plan the new-data sensor acts on)
+    sync = plan_partitions(instance, settings.data_root)
+    current, add, drop = sync.current, sync.add, sync.drop
+    if not dry_run:
+        sync.apply(instance)
     _say(f"documents: {len(current)} ({len(add)} new partitions, {len(drop)} dropped: files gone)")
 
     def run_unpartitioned(keys: list[str], force: set[str]) -> bool:
@@ -120,22 +115,18 @@ def refresh(dry_run: bool = False) -> int:
     if not run_unpartitioned(["teacher_base", "student_base"], set()):
         return 1
 
-    # 3. per-document partitions: new, changed file, or stale (code / tokenizer change)
+    # 3. per-document partitions: new or changed file (the sync plan), or stale (code / tokenizer change)
     res = resolver(instance, ASSETS)
+    changed = {c.partition: c.reason for c in sync.changed}
     todo = []
     for pk, doc_id in sorted(current.items(), key=lambda kv: kv[1]):
-        path = settings.data_root / doc_id
-        sha = sha256_file(path)[:24] if path.is_file() else None
-        dv = latest_data_version(instance, "raw_documents", pk)
-        if dv is None:
-            todo.append((pk, doc_id, "new document"))
-        elif sha != dv:
-            todo.append((pk, doc_id, "file changed"))
-        else:
-            st, causes = status_of(res, "document_sections", pk)
-            st_raw, causes_raw = status_of(res, "raw_documents", pk)
-            if st != "fresh" or st_raw != "fresh":
-                todo.append((pk, doc_id, "; ".join(causes + causes_raw)[:120]))
+        if pk in changed:
+            todo.append((pk, doc_id, changed[pk]))
+            continue
+        st, causes = status_of(res, "document_sections", pk)
+        st_raw, causes_raw = status_of(res, "raw_documents", pk)
+        if st != "fresh" or st_raw != "fresh":
+            todo.append((pk, doc_id, "; ".join(causes + causes_raw)[:120]))
     _say(f"document partitions: {len(todo)} to (re)ingest, {len(current) - len(todo)} up to date (skipped)")
     if todo and not dry_run:
         from summ_assets.defs.ingest import document_sections, raw_documents
@@ -299,7 +290,7 @@ def serve_http(
         summ = Summarizer(resolve_model_path(model), quantize=quantize)
     except ServingError as exc:
         return _fail("serve", str(exc))
-    from summ_assets.server import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_S, serve
+    from summ_assets.serving import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_S, serve
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         _say(f"WARNING: binding {host}: the API has no authentication; anyone who can reach it can use it")

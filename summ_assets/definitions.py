@@ -6,36 +6,15 @@ import dagster as dg
 
 from summ_assets.defs import automation, evaluation, ingest, models, pipes, seqkd, student, teacher
 from summ_assets.defs.common import OWNERS
+from summ_assets.defs.graph import model_half
 from summ_assets.defs.resources import default_resources
 
 _ASSETS = [
-    models.teacher_base,
-    models.student_base,
-    ingest.raw_documents,
-    ingest.document_sections,
-    ingest.corpus_manifest,
-    ingest.summary_dataset,
-    teacher.teacher_adapter,
-    teacher.teacher_logits,
-    seqkd.teacher_pseudo_summaries,
-    student.student_model,
-    student.student_baseline,
-    evaluation.evaluation_report,
-    evaluation.promoted_student,
+    *dg.load_assets_from_modules([models, ingest, teacher, seqkd, student, evaluation]),
 ]
 
-# the unpartitioned model half, in dependency order (the refresh CLI walks it in this order)
-UNPARTITIONED = (
-    "corpus_manifest",
-    "summary_dataset",
-    "teacher_adapter",
-    "student_baseline",
-    "teacher_logits",
-    "teacher_pseudo_summaries",
-    "student_model",
-    "evaluation_report",
-    "promoted_student",
-)
+# the unpartitioned model half, in topological order (the refresh CLI walks it in this order)
+UNPARTITIONED = model_half(_ASSETS)
 
 
 def _finish(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
@@ -48,17 +27,14 @@ def _finish(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
 
 # SUMM_LAUNCHER=pipes|k8s: the heavy assets (same keys) run through Dagster Pipes (defs/pipes.py)
 ASSETS = [_finish(a) for a in pipes.swap(_ASSETS)]
+RESOURCES = {**default_resources(), **pipes.pipes_resources()}
 
 defs = dg.Definitions(
     assets=ASSETS,
-    asset_checks=[
-        evaluation.metric_sanity,
-        evaluation.student_not_worse_than_baseline,
-        evaluation.student_outputs_not_empty,
-    ],
-    resources=default_resources(),
+    asset_checks=dg.load_asset_checks_from_modules([evaluation]),
+    resources=RESOURCES,
     jobs=[automation.ingest_job, automation.train_job],
     sensors=[automation.new_data_sensor, automation.automation_sensor],
     schedules=[automation.nightly_stale_retrain],
-    executor=pipes.executor(),  # SUMM_EXECUTOR=k8s: k8s_job_executor, GPU limits on heavy steps
+    executor=pipes.executor(ASSETS),  # SUMM_EXECUTOR=k8s: k8s_job_executor, GPU limits on pool-gpu steps
 )

@@ -6,7 +6,7 @@
     python -m summ_assets.remote teacher_adapter                    # one process (device_map="auto")
 
 The stage, its profile, artifact folder and upstream values arrive as Pipes extras; the stage body is
-the one the in-process asset runs (`summ_assets.pipes.stages`). Rank 0 opens the Pipes session,
+the one the in-process asset runs (`summ_assets.stages.teacher`). Rank 0 opens the Pipes session,
 forwards progress as Dagster logs and reports the materialization (metadata + data version) and the
 asset's output value (a custom message) back to the orchestrator. Other ranks of a `torchrun` group
 read the same extras, score their shards of the teacher-logit cache and meet rank 0 at a barrier
@@ -22,7 +22,8 @@ import sys
 from typing import Any
 
 from summ_assets.core.offline import use_offline_env
-from summ_assets.pipes.stages import STAGES, Dist, meta, run_stage
+from summ_assets.stages.base import Dist, meta
+from summ_assets.stages.teacher import STAGES, run_stage
 
 
 def _extras_without_session() -> dict[str, Any]:

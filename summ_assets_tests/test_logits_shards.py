@@ -198,7 +198,7 @@ def test_sharded_stage_equals_unsharded_stage_and_resumes(tmp_path: Path) -> Non
     """The asset body with 3 shards publishes the same examples and data version as with 1; shards left
     by an interrupted run are kept, not re-scored."""
     from summ_assets.core.profiles import TINY
-    from summ_assets.pipes.stages import teacher_logits_stage
+    from summ_assets.stages.teacher import teacher_logits_stage
 
     t_dir, _ = tiny_models()
     dataset = write_dataset(tmp_path / "dataset")
@@ -219,7 +219,7 @@ def test_sharded_stage_equals_unsharded_stage_and_resumes(tmp_path: Path) -> Non
     # an interrupted run: shards 0 and 2 were written, the merge never happened
     from transformers import AutoTokenizer
 
-    from summ_assets.pipes.stages import cache_spec, staging_dir
+    from summ_assets.stages.teacher import cache_spec, staging_dir
 
     spec = cache_spec(profile, adapter, AutoTokenizer.from_pretrained(t_dir))
     staging = staging_dir(tmp_path / "rerun", one.data_version, sorted(a), 3)

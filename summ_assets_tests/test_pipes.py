@@ -101,7 +101,7 @@ def test_profiles_travel_to_the_remote_unchanged() -> None:
     from dataclasses import replace
 
     from summ_assets.core.profiles import PROFILES
-    from summ_assets.pipes.stages import StageError, profile_from_dict, profile_to_dict
+    from summ_assets.stages.base import StageError, profile_from_dict, profile_to_dict
 
     for p in PROFILES.values():
         tuned = replace(p, device="cpu", threads=3, teacher=replace(p.teacher, load_in_4bit=True))
@@ -210,6 +210,7 @@ def test_kubernetes_options_need_dagster_k8s_and_ask_for_gpus(monkeypatch: pytes
     nvidia.com/gpu limits and mount the artifacts volume where the orchestrator sees it."""
     import importlib.util
 
+    from summ_assets.definitions import ASSETS
     from summ_assets.defs import pipes
 
     spec = pipes.gpu_pod_spec(gpus=2, pvc="summ-artifacts", mount="/artifacts")
@@ -219,14 +220,28 @@ def test_kubernetes_options_need_dagster_k8s_and_ask_for_gpus(monkeypatch: pytes
     assert spec["volumes"][0]["persistent_volume_claim"] == {"claim_name": "summ-artifacts"}
     step = pipes.gpu_step_k8s_config(gpus=1)
     assert step["container_config"]["resources"]["limits"] == {"nvidia.com/gpu": 1}
-    assert pipes.executor() is None  # default executor unless SUMM_EXECUTOR=k8s
+    assert pipes.executor(ASSETS) is None  # default executor unless SUMM_EXECUTOR=k8s
     if importlib.util.find_spec("dagster_k8s") is None:
         monkeypatch.setenv("SUMM_EXECUTOR", "k8s")
         with pytest.raises(ImportError, match="dagster-k8s==0.29.28"):
-            pipes.executor()
+            pipes.executor(ASSETS)
         monkeypatch.setenv("SUMM_LAUNCHER", "k8s")
         with pytest.raises(ImportError, match="dagster-k8s==0.29.28"):
             pipes.pipes_resources()
+
+
+def test_every_gpu_pool_asset_gets_a_gpu_limit_under_the_k8s_executor() -> None:
+    """The k8s executor's per-step GPU limits come from the graph: every asset in pool `gpu` (read here
+    from the definitions, not from a list) and nothing else."""
+    from summ_assets.definitions import ASSETS
+    from summ_assets.defs import pipes
+
+    in_pool = {a.key.to_user_string() for a in ASSETS if a.op.pool == "gpu"}
+    assert {"teacher_adapter", "teacher_pseudo_summaries", "evaluation_report"} <= in_pool
+    per_step = pipes.per_step_k8s_config(ASSETS)
+    assert set(per_step) == in_pool
+    for cfg in per_step.values():
+        assert cfg["container_config"]["resources"]["limits"]["nvidia.com/gpu"] >= 1
 
 
 def test_deploy_files_parse_and_agree_with_the_code() -> None:

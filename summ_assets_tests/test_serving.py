@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from summ_assets_tests.conftest import BUNDLED
+from summ_assets_tests.conftest import BUNDLED, REPO
 from summ_assets_tests.test_tokenizer_models import tiny_models
 
 DOC = BUNDLED / "raw" / "ko-rag-pipeline.md"
@@ -137,13 +139,82 @@ def test_cli_summarize_without_a_model_exits_2_with_a_hint(
     assert "make demo" in capsys.readouterr().err
 
 
+def test_importing_serving_does_not_import_torch_dagster_or_fastapi() -> None:
+    code = (
+        "import sys, summ_assets.serving, summ_assets.serving.summarizer; "
+        "print([m for m in ('torch', 'transformers', 'dagster', 'fastapi', 'summ_assets.defs') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+    # the HTTP names load FastAPI on first use (still no torch)
+    code = (
+        "import sys; from summ_assets.serving import BackgroundServer, create_app, serve, DEFAULT_MAX_BYTES; "
+        "print('fastapi' in sys.modules, 'torch' in sys.modules, DEFAULT_MAX_BYTES)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.stdout.strip() == "True False 1000000", out.stderr
+
+
+# ------------------------------------------------------------------------------------ model card
+
+CARD_ARGS = (
+    "summ-assets distilled student",
+    {"student_base": "/a/student_base/x", "teacher_logits": "/a/teacher_logits/y", "train_examples": 3},
+    {"alpha": 0.5, "lora": {"r": 8, "targets": ["q_proj", "v_proj"]}},
+    {"val_loss": 1.25, "steps": 40, "note": "ok", "flag": None, "train_loss_curve": [[1, 2.0]]},
+)
+
+
+def test_model_card_json_is_written_and_read_back_identically(tmp_path: Path) -> None:
+    from summ_assets.core.modelcard import read_model_card, write_model_card
+
+    title, lineage, config, metrics = CARD_ARGS
+    write_model_card(tmp_path, title, lineage, config, metrics)
+    scalars = {k: v for k, v in metrics.items() if k != "train_loss_curve"}
+    expected = {"title": title, "lineage": lineage, "config": config, "metrics": scalars}
+    assert read_model_card(tmp_path) == expected
+    assert json.loads((tmp_path / "card.json").read_text(encoding="utf-8")) == expected
+    readme = (tmp_path / "README.md").read_text(encoding="utf-8")  # the human card still says the same
+    assert readme.startswith(f"# {title}\n") and '"teacher_logits": "/a/teacher_logits/y"' in readme
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # atomic: no temp files
+
+
+def test_folder_without_card_json_gets_a_clear_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from summ_assets.core.modelcard import ModelCardError, read_model_card, write_model_card
+    from summ_assets.serving import model_card
+
+    monkeypatch.setenv("SUMM_ARTIFACTS", str(tmp_path / "artifacts"))
+    old = tmp_path / "old"
+    old.mkdir()
+    write_model_card(old, *CARD_ARGS)
+    (old / "card.json").unlink()  # as an older summ-assets wrote it: README.md only
+    (old / "training_metrics.json").write_text(json.dumps({"val_loss": 1.5, "curve": [[1, 2.0]]}))
+    with pytest.raises(ModelCardError, match=r"old: no card\.json .*re-materialize the model") as info:
+        read_model_card(old)
+    assert info.value.ours
+    card = model_card(old)
+    assert str(old) in card["card_error"] and "re-materialize" in card["card_error"]
+    assert card["metrics"] == {"val_loss": 1.5} and "lineage" not in card
+    (old / "card.json").write_text("{not json")
+    with pytest.raises(ModelCardError, match=r"card\.json: unreadable"):
+        read_model_card(old)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "README.md").write_text("# some-org/some-model\n\nA hub model card.\n")
+    with pytest.raises(ModelCardError, match=r"bare: no model card \(card\.json\)") as info:
+        read_model_card(bare)
+    assert not info.value.ours
+
+
 # ------------------------------------------------------------------------------------------ API
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny student with a model card and training metrics, as the graph writes them."""
-    from summ_assets.defs.modelcard import write_model_card
+    from summ_assets.core.modelcard import write_model_card
 
     _, student = tiny_models()
     folder = tmp_path_factory.mktemp("served") / "student"
@@ -175,7 +246,7 @@ def summarizer(model_dir: Path):  # noqa: ANN201
 def _client(summarizer, **kw):  # noqa: ANN001, ANN202
     from fastapi.testclient import TestClient
 
-    from summ_assets.server import create_app
+    from summ_assets.serving import create_app
 
     opts = {k: kw.pop(k) for k in ("max_bytes", "timeout_s") if k in kw}
     return TestClient(create_app(summarizer, **opts), **kw)
@@ -239,6 +310,8 @@ def test_api_health_and_model_card(summarizer, model_dir: Path) -> None:  # noqa
         assert m["path"] == str(model_dir.resolve())
         assert m["lineage"]["teacher_logits"] == "/a/teacher_logits/y"
         assert m["metrics"] == {"val_loss": 1.25}  # scalars only: no loss curve
+        assert m["title"] == "summ-assets distilled student" and m["config"] == {"alpha": 0.5}
+        assert "card_error" not in m
         assert m["serving"]["profile"] == "tiny" and m["serving"]["quantize"] is None
 
 
@@ -292,7 +365,7 @@ def test_api_timeout_is_504_and_errors_never_leak_a_traceback(summarizer, monkey
 def test_real_uvicorn_on_loopback(summarizer) -> None:  # noqa: ANN001
     import httpx
 
-    from summ_assets.server import BackgroundServer, create_app
+    from summ_assets.serving import BackgroundServer, create_app
 
     with BackgroundServer(create_app(summarizer, max_bytes=100_000)) as srv:
         assert srv.host == "127.0.0.1"

@@ -13,20 +13,21 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-ARTIFACTS_ENV = "SUMM_ARTIFACTS"
-DATA_ENV = "SUMM_DATA"
+from summ_assets.core import env
 
 
 def artifacts_root() -> Path:
-    return Path(os.environ.get(ARTIFACTS_ENV, "artifacts")).resolve()
+    """`$SUMM_ARTIFACTS` (default ``./artifacts``), absolute."""
+    return Path(env.get(env.ARTIFACTS)).resolve()
 
 
 def data_root() -> Path:
-    return Path(os.environ.get(DATA_ENV, "data")).resolve()
+    """`$SUMM_DATA` (default ``./data``), absolute."""
+    return Path(env.get(env.DATA)).resolve()
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -41,7 +42,7 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def sha256_dir(path: Path, exclude: Iterable[str] = ("README.md",)) -> str:
+def sha256_dir(path: Path, exclude: Iterable[str] = ("README.md", "card.json")) -> str:
     """Hash of a folder's files (relative names + contents), ignoring `exclude` names."""
     skip = set(exclude)
     h = hashlib.sha256()
@@ -82,6 +83,27 @@ def atomic_dir(target: Path, *, replace_existing: bool = True) -> Iterator[Path]
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, target)
+
+
+def cached_artifact(
+    target: Path, build: Callable[[Path], Any], *, log: Callable[[str], None] | None = None
+) -> bool:
+    """Reuse `target` when it exists, else `build(tmp)` into a temp folder renamed to `target` when done.
+
+    The one reuse-or-build rule of every content-addressed artifact: `target` is named by a key of
+    everything that shapes it, so an existing folder is complete (renames are atomic) and current.
+    Returns True when it was built now. `log` hears which of the two happened.
+    """
+    target = Path(target)
+    if target.exists():
+        if log is not None:
+            log(f"{target} exists for these inputs; reusing it")
+        return False
+    with atomic_dir(target) as tmp:
+        build(tmp)
+    if log is not None:
+        log(f"built {target}")
+    return True
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

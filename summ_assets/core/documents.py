@@ -111,17 +111,8 @@ def read_document(data_root: Path, doc_id: str, max_bytes: int = DEFAULT_MAX_BYT
             f"{path}: {n_bytes:,} bytes exceeds the size limit of {max_bytes:,} bytes (DataConfig.max_file_bytes)"
         )
     data = real.read_bytes()
-    if b"\x00" in data[:8192]:
-        raise DocumentError(f"{path}: looks binary (NUL bytes); only UTF-8 Markdown/text is supported")
     had_bom = data.startswith(b"\xef\xbb\xbf")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise DocumentError(
-            f"{path}:{line}:{col}: invalid UTF-8 (byte 0x{data[exc.start]:02x}); re-save the file as UTF-8"
-        ) from exc
+    text = decode_utf8(data, str(path))
     if not text.strip():
         raise DocumentError(f"{path}: file has no text (only whitespace)")
     newline = "\r\n" if "\r\n" in text else "\n"
@@ -134,3 +125,17 @@ def read_document(data_root: Path, doc_id: str, max_bytes: int = DEFAULT_MAX_BYT
         had_bom=had_bom,
         newline=newline,
     )
+
+
+def decode_utf8(data: bytes, source: str) -> str:
+    """UTF-8 text of `data` (BOM dropped); DocumentError naming `source` and line:col when it is not."""
+    if b"\x00" in data[:8192]:
+        raise DocumentError(f"{source}: looks binary (NUL bytes); only UTF-8 Markdown/text is supported")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        col = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DocumentError(
+            f"{source}:{line}:{col}: invalid UTF-8 (byte 0x{data[exc.start]:02x}); re-save the file as UTF-8"
+        ) from exc

@@ -12,13 +12,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from summ_assets.core.generation import summarize_texts
+from summ_assets.core.metrics import rouge_scores
+from summ_assets.core.profiles import Profile
+
 log = logging.getLogger(__name__)
 
 
-def val_rouge(model: Any, tokenizer: Any, rows: list[dict[str, Any]], profile: Any) -> float:
+def val_rouge(model: Any, tokenizer: Any, rows: list[dict[str, Any]], profile: Profile) -> float:
     """Mean Kiwi ROUGE-Lsum F1 of greedy summaries of `rows` (dicts with text + summary)."""
-    from summ_assets.core.generation import summarize_texts
-    from summ_assets.core.metrics import rouge_scores
 
     preds, _ = summarize_texts(
         model,

@@ -16,9 +16,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from summ_assets.core.early_stopping import rouge_selection_callback
+from summ_assets.core.lm import (
+    completion_logits,
+    mean_completion_loss,
+    pad_batch,
+    progress_callback,
+    set_threads,
+    trainer_kwargs,
+)
+from summ_assets.core.lora import last_checkpoint
+from summ_assets.core.models import (
+    count_parameters,
+    load_causal_lm,
+    merge_embedding_rows,
+    resolve_device,
+    token_ids,
+    train_embedding_rows,
+)
+from summ_assets.core.profiles import DIVERGENCES
 
-DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")
+log = logging.getLogger(__name__)
 
 
 def _log_bucket_dist(lp_sel: Any, log_tail: Any) -> Any:
@@ -163,8 +181,6 @@ def collate(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
     """Pad a batch; teacher targets become [N, K] tensors in the order `completion_logits` selects."""
     import torch
 
-    from summ_assets.core.lm import pad_batch
-
     batch = pad_batch(rows, pad_id)
     if rows and "teacher" in rows[0]:
         per_pos_ids, per_pos_lp, tails = [], [], []
@@ -189,8 +205,6 @@ def _trainer_cls() -> Any:
     import torch
     import torch.nn.functional as F
     from transformers import Trainer
-
-    from summ_assets.core.lm import completion_logits
 
     class DistillationTrainer(Trainer):
         """`Trainer` whose loss mixes CE with sparse KD against cached teacher targets.
@@ -270,17 +284,6 @@ def train_student(
     import torch
     from transformers import AutoTokenizer, TrainingArguments
 
-    from summ_assets.core.lm import mean_completion_loss, progress_callback, set_threads, trainer_kwargs
-    from summ_assets.core.lora import last_checkpoint
-    from summ_assets.core.models import (
-        count_parameters,
-        load_causal_lm,
-        merge_embedding_rows,
-        resolve_device,
-        token_ids,
-        train_embedding_rows,
-    )
-
     cfg = profile.student
     set_threads(profile.threads)
     torch.manual_seed(profile.seed)
@@ -328,8 +331,6 @@ def train_student(
     # one epoch or less: nothing to select between (the evaluation report scores the final model)
     multi_epoch = cfg.epochs > 1 or cfg.max_steps > math.ceil(len(train_examples) / cfg.batch_size)
     if val_rows and cfg.select_on_val_rouge and multi_epoch:
-        from summ_assets.core.early_stopping import rouge_selection_callback
-
         selection = rouge_selection_callback(tok, val_rows, profile, cfg.early_stopping_patience, progress)
         trainer.add_callback(selection)
     resume = last_checkpoint(work_dir)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from summ_assets.core.artifacts import sha256_file, stable_json_hash
+
 
 class LabelError(ValueError):
     """Label problems under strict mode; the message lists every problem with file:line."""
@@ -141,3 +143,10 @@ def enforce(rep: LabelReport, strictness: str) -> None:
             f"{len(rep.problems)} label problem(s) ({dict(rep.counts)}):\n  {shown}{more}\n"
             "Fix the label files, or set label strictness to 'warn' to skip bad labels."
         )
+
+
+def labels_hash(labels_dir: Path) -> str:
+    """Hash of every ``*.jsonl`` labels file under `labels_dir` (relative names + contents)."""
+    labels_dir = Path(labels_dir)
+    files = sorted(labels_dir.rglob("*.jsonl")) if labels_dir.is_dir() else []
+    return stable_json_hash([(p.relative_to(labels_dir).as_posix(), sha256_file(p)) for p in files])[:24]

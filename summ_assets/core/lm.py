@@ -10,6 +10,8 @@ import logging
 import os
 from typing import Any
 
+from summ_assets.core.profiles import Profile, StudentConfig, TeacherConfig
+
 log = logging.getLogger(__name__)
 
 
@@ -94,7 +96,9 @@ def mean_completion_loss(
     return total / max(count, 1)
 
 
-def trainer_kwargs(cfg: Any, profile: Any, device: str, work_dir: Any, has_eval: bool) -> dict[str, Any]:
+def trainer_kwargs(
+    cfg: TeacherConfig | StudentConfig, profile: Profile, device: str, work_dir: Any, has_eval: bool
+) -> dict[str, Any]:
     """Training arguments the teacher (trl SFTConfig) and the students (TrainingArguments) share:
     same schedule, logging, checkpointing, precision and seeds."""
     return {

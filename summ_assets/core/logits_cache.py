@@ -29,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from summ_assets.core.artifacts import atomic_dir, stable_json_hash
+from summ_assets.core.lm import completion_logits, pad_batch
+
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
@@ -136,8 +139,6 @@ def capture(
 ) -> list[dict[str, Any]]:
     """Teacher-forced pass over `examples`; full-vocab log_softmax at T=1 (softcapping on)."""
     import torch
-
-    from summ_assets.core.lm import completion_logits, pad_batch
 
     model.eval()
     device = next(model.parameters()).device
@@ -366,7 +367,6 @@ def merge_shards(
     of `expected_keys` that no shard holds, or a key that was not expected.
     Returns {"shards", "rows", "files"}.
     """
-    from summ_assets.core.artifacts import atomic_dir, stable_json_hash
 
     staging, target = Path(staging), Path(target)
     expected = set(expected_keys)

@@ -13,7 +13,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from summ_assets.core.artifacts import stable_json_hash
 from summ_assets.core.prompts import CHAT_TEMPLATE, END_OF_TURN
+from summ_assets.core.records import BaseModelRef
 
 log = logging.getLogger(__name__)
 
@@ -258,14 +260,25 @@ def resolve_device(device: str) -> str:
 
 
 def load_causal_lm(
-    path: str | Path, dtype: str = "float32", device: str = "cpu", max_memory: str | None = None
+    path: str | Path,
+    dtype: str = "float32",
+    device: str = "cpu",
+    max_memory: str | None = None,
+    *,
+    device_map: Any = None,
+    **from_pretrained_kwargs: Any,
 ) -> Any:
-    """A causal LM for training/inference; on CUDA spread with device_map="auto" (each GPU capped at
-    `max_memory`, e.g. "20GiB", when given)."""
+    """The one model loader (training, logit capture, evaluation, serving): a causal LM in `dtype`;
+    on CUDA spread with device_map="auto" (each GPU capped at `max_memory`, e.g. "20GiB", when given)
+    unless `device_map` is given (e.g. ``{"": local_rank}`` for a data-parallel rank). Extra keyword
+    arguments (e.g. ``quantization_config``) go to `from_pretrained`. Gemma models get eager attention
+    (softcapping), the numerics every stage trains and evaluates with."""
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype)}
-    if device == "cuda":
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype), **from_pretrained_kwargs}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    elif device == "cuda":
         kwargs["device_map"] = "auto"
         if max_memory:
             import torch
@@ -353,7 +366,6 @@ def merge_embedding_rows(model: Any) -> None:
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
     """Hash of the vocabulary + special tokens + chat template: equal means token-aligned."""
-    from summ_assets.core.artifacts import stable_json_hash
 
     vocab = tokenizer.get_vocab()
     return stable_json_hash(
@@ -363,3 +375,9 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
             "template": tokenizer.chat_template,
         }
     )[:16]
+
+
+def base_version(base: BaseModelRef) -> str:
+    """The version stamp of a base-model folder (its ``.summ_version``), else its path."""
+    p = Path(base["path"]) / ".summ_version"
+    return p.read_text().strip() if p.exists() else base["path"]

@@ -3,20 +3,118 @@
 A profile is data, not code branches: every stage reads the numbers it needs from here, and the
 graph is the same for `tiny` (tests), `demo` (offline CPU default) and `gemma2` (GPU production).
 Select one with the environment variable ``SUMM_PROFILE`` (default ``demo``).
+
+Every config dataclass validates itself in ``__post_init__`` (so ``dataclasses.replace`` and
+rebuilding from a dict are checked too): a field with a fixed set of values must hold one of the
+tuples below (import them instead of repeating the strings), numbers must lie in their range, and a
+bad value raises `ProfileError` naming the class, the field, the value and what is allowed.
+Why the shipped values are what they are (sweeps, probes): docs/experiments.md.
 """
 
 from __future__ import annotations
 
-import os
+import math
+import re
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, NoReturn
 
+from summ_assets.core import env
 from summ_assets.core.prompts import END_OF_TURN
 
-PROFILE_ENV = "SUMM_PROFILE"
+PROFILE_ENV = env.PROFILE
 DEFAULT_PROFILE = "demo"
 
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+# fixed value sets of the choice fields
+DEVICES = ("cpu", "cuda", "auto")  # Profile.device ("auto" = cuda when usable, else cpu)
+DTYPES = ("float32", "bfloat16", "float16")  # Profile.dtype (core/models.py torch_dtype)
+LABEL_STRICTNESS = ("fail", "warn")  # DataConfig.label_strictness (core/labels.py enforce)
+CACHE_MODES = ("topk", "sampled")  # CacheConfig.mode (core/logits_cache.py sparse_targets)
+TRAIN_MODES = ("full", "lora")  # StudentConfig.train_mode (core/kd.py)
+DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")  # StudentConfig.divergence (core/kd.py)
+
+_MEMORY = re.compile(r"^\d+(\.\d+)?\s*(GiB|MiB|GB|MB)$")  # Profile.max_memory, e.g. "20GiB"
+
+
+class ProfileError(ValueError):
+    """A profile field holds a value its readers cannot use."""
+
+
+def _fail(obj: object, name: str, what: str) -> NoReturn:
+    raise ProfileError(f"{type(obj).__name__}.{name}={getattr(obj, name)!r}: {what}")
+
+
+def _choice(obj: object, name: str, allowed: tuple[str, ...]) -> None:
+    value = getattr(obj, name)
+    if not isinstance(value, str) or value not in allowed:
+        _fail(obj, name, f"choose one of {allowed}")
+
+
+def _flag(obj: object, name: str) -> None:
+    if not isinstance(getattr(obj, name), bool):
+        _fail(obj, name, "must be True or False")
+
+
+def _text(obj: object, name: str) -> None:
+    value = getattr(obj, name)
+    if not isinstance(value, str) or not value.strip():
+        _fail(obj, name, "must be a non-empty string")
+
+
+def _strings(obj: object, name: str, *, non_empty: bool = False) -> None:
+    value = getattr(obj, name)
+    ok = isinstance(value, tuple) and all(isinstance(s, str) and s for s in value)
+    if not ok or (non_empty and not value):
+        _fail(obj, name, f"must be a {'non-empty ' if non_empty else ''}tuple of non-empty strings")
+
+
+def _number(
+    obj: object,
+    name: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    integer: bool = False,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    none: str | None = None,
+) -> None:
+    """Check `obj.name` is a number (an int when `integer`) within the bounds; `none` = what None means
+    (None is allowed only when given)."""
+    value = getattr(obj, name)
+    if value is None and none is not None:
+        return
+    if lo is not None and hi is not None:
+        bounds = f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    elif lo is not None:
+        bounds = f"{'>' if lo_open else '>='} {lo:g}"
+    else:
+        bounds = ""
+    what = f"must be {'an integer' if integer else 'a number'} {bounds}".rstrip()
+    if none is not None:
+        what += f", or None ({none})"
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or math.isnan(value):
+        _fail(obj, name, what)
+    if lo is not None and not (value > lo if lo_open else value >= lo):
+        _fail(obj, name, what)
+    if hi is not None and not (value < hi if hi_open else value <= hi):
+        _fail(obj, name, what)
+
+
+def _training(obj: TeacherConfig | StudentConfig) -> None:
+    """The fields TeacherConfig and StudentConfig share."""
+    _text(obj, "source")
+    _number(obj, "epochs", 0, lo_open=True)
+    steps = obj.max_steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or not (steps == -1 or steps >= 1):
+        _fail(obj, "max_steps", "must be -1 (train for `epochs`) or an integer >= 1")
+    for name in ("batch_size", "grad_accum", "lora_r", "save_steps"):
+        _number(obj, name, 1, integer=True)
+    _number(obj, "learning_rate", 0, lo_open=True)
+    _number(obj, "lora_alpha", 0, lo_open=True)
+    _strings(obj, "train_tokens")
 
 
 @dataclass(frozen=True)
@@ -33,14 +131,31 @@ class DataConfig:
     max_train: int | None = None
     max_val: int | None = None
     max_test: int | None = None
-    label_strictness: str = "fail"  # "fail" | "warn"
+    label_strictness: str = "fail"  # LABEL_STRICTNESS
+
+    def __post_init__(self) -> None:
+        for name in ("max_section_tokens", "max_file_bytes", "max_prompt_tokens", "max_summary_tokens"):
+            _number(self, name, 1, integer=True)
+        _number(self, "min_section_tokens", 0, integer=True)
+        if self.min_section_tokens >= self.max_section_tokens:
+            _fail(self, "min_section_tokens", f"must be < max_section_tokens={self.max_section_tokens}")
+        _number(self, "val_fraction", 0, 1, hi_open=True)
+        _number(self, "test_seen_fraction", 0, 1, hi_open=True)
+        if self.val_fraction + self.test_seen_fraction >= 1:
+            raise ProfileError(
+                f"DataConfig.val_fraction + test_seen_fraction = {self.val_fraction} + "
+                f"{self.test_seen_fraction}: must be < 1 (the rest is the train split)"
+            )
+        for name in ("max_train", "max_val", "max_test"):
+            _number(self, name, 1, integer=True, none="all")
+        _choice(self, "label_strictness", LABEL_STRICTNESS)
 
 
 @dataclass(frozen=True)
 class TeacherConfig:
     source: str = "tiny:teacher"  # "tiny:teacher" | "gguf:gemma3-270m" | hub id | local folder
     epochs: float = 3.0
-    max_steps: int = -1
+    max_steps: int = -1  # -1 = train for `epochs`
     batch_size: int = 2
     grad_accum: int = 1
     learning_rate: float = 2e-4
@@ -50,35 +165,48 @@ class TeacherConfig:
     target_modules: tuple[str, ...] = ALL_PROJECTIONS
     save_steps: int = 50
     load_in_4bit: bool = False
-    # embedding rows trained besides the adapter (peft `trainable_token_indices`): a pretrained, not
-    # instruction-tuned base never learned to end a turn, so without this its summaries never stop
+    # embedding rows trained besides the adapter (peft `trainable_token_indices`); docs/experiments.md
     train_tokens: tuple[str, ...] = (END_OF_TURN,)
+
+    def __post_init__(self) -> None:
+        _training(self)
+        _number(self, "lora_dropout", 0, 1, hi_open=True)
+        _strings(self, "target_modules", non_empty=True)
+        _flag(self, "load_in_4bit")
 
 
 @dataclass(frozen=True)
 class CacheConfig:
-    mode: str = "topk"  # "topk" | "sampled"
-    k: int = 64
+    mode: str = "topk"  # CACHE_MODES
+    k: int = 64  # ids kept per position in "topk" mode
     n_samples: int = 64  # draws per position in "sampled" mode
     batch_size: int = 4
     rows_per_group: int = 256
+
+    def __post_init__(self) -> None:
+        _choice(self, "mode", CACHE_MODES)
+        # the setting the mode uses must be >= 1; the other one is ignored but not negative
+        _number(self, "k", 1 if self.mode == "topk" else 0, integer=True)
+        _number(self, "n_samples", 1 if self.mode == "sampled" else 0, integer=True)
+        _number(self, "batch_size", 1, integer=True)
+        _number(self, "rows_per_group", 1, integer=True)
 
 
 @dataclass(frozen=True)
 class StudentConfig:
     source: str = "tiny:student"  # "tiny:student" | "prune:<layers>" | hub id | local folder
-    train_mode: str = "full"  # "full" | "lora"
+    train_mode: str = "full"  # TRAIN_MODES
     freeze_embeddings: bool = True
-    # rows of the (tied) embedding that train even when the embedding is frozen (see TeacherConfig)
+    # embedding rows that train even when the embedding is frozen (see TeacherConfig.train_tokens)
     train_tokens: tuple[str, ...] = (END_OF_TURN,)
     epochs: float = 3.0
-    max_steps: int = -1
+    max_steps: int = -1  # -1 = train for `epochs`
     batch_size: int = 2
     grad_accum: int = 1
     learning_rate: float = 2e-4
-    alpha: float = 0.5  # weight of the KD term; (1 - alpha) weights CE
+    alpha: float = 0.5  # weight of the KD term; (1 - alpha) weights CE; see docs/experiments.md
     temperature: float = 1.0
-    divergence: str = "forward_kl"  # "forward_kl" | "reverse_kl" | "jsd"
+    divergence: str = "forward_kl"  # DIVERGENCES
     lora_r: int = 16
     lora_alpha: int = 32
     gradient_checkpointing: bool = False
@@ -86,10 +214,19 @@ class StudentConfig:
     # model selection: greedy val ROUGE-Lsum after each epoch, keep the best epoch's weights
     select_on_val_rouge: bool = True
     early_stopping_patience: int = 1  # epochs without improvement before stopping (0 = never)
-    # sequence-level KD: teacher summaries of this many unlabelled sections join the student's data
-    # (None = all, 0 = off); the baseline then trains for the same number of steps on labelled data.
-    # Off by default: on the demo it lowered val ROUGE-Lsum (README, "Distillation notes").
+    # seq-KD: teacher summaries of this many unlabelled sections (None = all, 0 = off); docs/experiments.md
     seqkd_max_examples: int | None = 0
+
+    def __post_init__(self) -> None:
+        _training(self)
+        _choice(self, "train_mode", TRAIN_MODES)
+        _choice(self, "divergence", DIVERGENCES)
+        _number(self, "alpha", 0, 1)
+        _number(self, "temperature", 0, lo_open=True)
+        _number(self, "early_stopping_patience", 0, integer=True)
+        _number(self, "seqkd_max_examples", 0, integer=True, none="all")
+        for name in ("freeze_embeddings", "gradient_checkpointing", "select_on_val_rouge"):
+            _flag(self, name)
 
 
 @dataclass(frozen=True)
@@ -105,12 +242,32 @@ class EvalConfig:
     gate_tolerance: float = 0.02
     max_empty_share: float = 0.5
 
+    def __post_init__(self) -> None:
+        for name in ("max_new_tokens", "batch_size", "bootstrap_samples"):
+            _number(self, name, 1, integer=True)
+        _flag(self, "do_sample")
+        _text(self, "bertscore_model")
+        _number(self, "bertscore_layer", 1, integer=True, none="the middle layer")
+        _number(self, "seed", 0, integer=True)
+        _number(self, "max_examples_per_set", 1, integer=True, none="all")
+        _number(self, "gate_tolerance", 0)
+        _number(self, "max_empty_share", 0, 1)
+
+
+_SECTIONS = {
+    "data": DataConfig,
+    "teacher": TeacherConfig,
+    "cache": CacheConfig,
+    "student": StudentConfig,
+    "eval": EvalConfig,
+}
+
 
 @dataclass(frozen=True)
 class Profile:
     name: str
-    device: str = "cpu"  # "cpu" | "cuda" | "auto"
-    dtype: str = "float32"
+    device: str = "cpu"  # DEVICES
+    dtype: str = "float32"  # DTYPES
     threads: int | None = None  # torch threads on CPU; None = all cores
     max_memory: str | None = None  # cap per GPU for device_map="auto" (e.g. "20GiB"); None = no cap
     seed: int = 0
@@ -120,6 +277,20 @@ class Profile:
     student: StudentConfig = field(default_factory=StudentConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def __post_init__(self) -> None:
+        _text(self, "name")
+        _choice(self, "device", DEVICES)
+        _choice(self, "dtype", DTYPES)
+        _number(self, "threads", 1, integer=True, none="all cores")
+        if self.max_memory is not None and not (
+            isinstance(self.max_memory, str) and _MEMORY.match(self.max_memory.strip())
+        ):
+            _fail(self, "max_memory", "write a size like '20GiB' or '512MiB', or None (no cap)")
+        _number(self, "seed", 0, integer=True)
+        for name, cls in _SECTIONS.items():
+            if not isinstance(getattr(self, name), cls):
+                _fail(self, name, f"must be a {cls.__name__}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -128,9 +299,6 @@ TINY = Profile(
     name="tiny",
     threads=1,
     data=DataConfig(max_section_tokens=1024, max_prompt_tokens=96, max_summary_tokens=32),
-    # train_tokens=(): the tiny models start from random weights, so an <end_of_turn> row trained at
-    # lr 3e-3 becomes their first guess and every summary comes out empty (the non-empty gate stops the
-    # chain); tests that cover row training turn it on explicitly
     teacher=TeacherConfig(
         source="tiny:teacher",
         epochs=2,
@@ -138,7 +306,7 @@ TINY = Profile(
         learning_rate=3e-3,
         lora_r=8,
         lora_alpha=16,
-        train_tokens=(),
+        train_tokens=(),  # off for random-weight models; see docs/experiments.md
     ),
     cache=CacheConfig(mode="topk", k=16, batch_size=8),
     student=StudentConfig(
@@ -148,7 +316,7 @@ TINY = Profile(
         learning_rate=3e-3,
         temperature=1.0,
         seqkd_max_examples=None,  # tests exercise the seq-KD path
-        train_tokens=(),
+        train_tokens=(),  # as for the teacher
     ),
     eval=EvalConfig(max_new_tokens=16, batch_size=16, bootstrap_samples=200, bertscore_layer=1),
 )
@@ -175,15 +343,11 @@ DEMO = Profile(
     ),
     cache=CacheConfig(mode="topk", k=32, batch_size=8),
     student=StudentConfig(
-        # drop the contiguous block 6-9: lowest summary loss of all 4-layer blocks before any training
-        # (4.95 vs 14.3 for the every-other-layer cut used before; benchmarks/prune_probe.py)
-        source="prune:0,1,2,3,4,5,10,11,12,13,14,15,16,17",
+        source="prune:0,1,2,3,4,5,10,11,12,13,14,15,16,17",  # layers 6-9 dropped; see docs/experiments.md
         epochs=1,
         batch_size=4,
         learning_rate=1e-4,
-        # swept 0.0 / 0.5 / 0.8 / 1.0 on the uncapped val split (benchmarks/tune_kd.py, README): 0.5 gave
-        # +0.035 ROUGE-Lsum over CE and, unlike 0.8 / 1.0, ends the seed's RAG example after one sentence
-        alpha=0.5,
+        alpha=0.5,  # swept; see docs/experiments.md
         temperature=1.0,
         save_steps=12,
     ),
@@ -219,12 +383,14 @@ def get_profile(name: str | None = None) -> Profile:
     Model sources can be overridden without editing code: ``SUMM_TEACHER_SOURCE`` and
     ``SUMM_STUDENT_SOURCE`` (hub id or local folder).
     """
-    name = name or os.environ.get(PROFILE_ENV) or DEFAULT_PROFILE
+    name = name or env.get(env.PROFILE) or DEFAULT_PROFILE
     if name not in PROFILES:
-        raise ValueError(f"unknown profile {name!r} (from ${PROFILE_ENV}); choose one of {sorted(PROFILES)}")
+        raise ProfileError(
+            f"unknown profile {name!r} (from ${PROFILE_ENV}); choose one of {sorted(PROFILES)}"
+        )
     profile = PROFILES[name]
-    teacher_src = os.environ.get("SUMM_TEACHER_SOURCE")
-    student_src = os.environ.get("SUMM_STUDENT_SOURCE")
+    teacher_src = env.get(env.TEACHER_SOURCE)
+    student_src = env.get(env.STUDENT_SOURCE)
     if teacher_src:
         profile = replace(profile, teacher=replace(profile.teacher, source=teacher_src))
     if student_src:

@@ -9,6 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from summ_assets.core import metrics as M
+from summ_assets.core.generation import summarize_texts
+from summ_assets.core.lm import set_threads
+from summ_assets.core.models import count_parameters, load_causal_lm, resolve_device
+from summ_assets.core.profiles import Profile
+
 log = logging.getLogger(__name__)
 
 HEADLINE = ("rougeLsum_f", "bertscore_f")
@@ -26,10 +32,6 @@ def generate_all(
 ) -> tuple[dict[str, dict[str, list[str]]], dict[str, dict[str, Any]]]:
     """{model: {set: predictions}}, {model: {tokens_per_s, parameters, bytes}} — one model in memory at a time."""
     from transformers import AutoTokenizer
-
-    from summ_assets.core.generation import summarize_texts
-    from summ_assets.core.lm import set_threads
-    from summ_assets.core.models import count_parameters, load_causal_lm, resolve_device
 
     set_threads(profile.threads)
     preds: dict[str, dict[str, list[str]]] = {}
@@ -88,8 +90,6 @@ def score_all(
 ) -> dict[str, Any]:
     """Per-example scores and per-(set, model) aggregates with bootstrap CIs."""
     import numpy as np
-
-    from summ_assets.core import metrics as M
 
     scorer = M.BertScorer(bertscore_dir, bertscore_layer, device="cpu" if profile.device == "cpu" else None)
     baseline = scorer.baseline_from_random_pairs(
@@ -156,8 +156,7 @@ def score_all(
     }
 
 
-def paired_tests(per_example: list[dict[str, Any]], a: str, b: str, profile: Any) -> dict[str, Any]:
-    from summ_assets.core import metrics as M
+def paired_tests(per_example: list[dict[str, Any]], a: str, b: str, profile: Profile) -> dict[str, Any]:
 
     out = {}
     sets = sorted({x["set"] for x in per_example})
@@ -284,3 +283,9 @@ def write_report(report: dict[str, Any], per_example: list[dict[str, Any]], out_
         "predictions": out_dir / "predictions.parquet",
         **{p.stem: p for p in pngs},
     }
+
+
+def curve_md(curve: list, name: str) -> str:
+    """A loss curve [(step, value), ...] as a Markdown table (one format for every curve in the UI)."""
+    rows = "\n".join(f"| {s} | {v:.4f} |" for s, v in curve)
+    return f"| step | {name} |\n|---|---|\n{rows}\n"

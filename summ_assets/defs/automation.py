@@ -3,11 +3,17 @@ conditions on the model half, and the jobs they launch."""
 
 import dagster as dg
 
-from summ_assets.defs.common import DOCUMENTS
+from summ_assets.core import labels
+from summ_assets.defs import ingest
+from summ_assets.defs.common import DOCUMENTS, GROUPS
+from summ_assets.defs.partitions import plan_partitions
 from summ_assets.defs.resources import SummSettings
 
-INGEST = dg.AssetSelection.assets("raw_documents", "document_sections")
-MODEL_HALF = dg.AssetSelection.groups("models", "ingest", "teacher", "student", "evaluation") - INGEST
+# the per-document assets (the partitioned ones of the ingest group) and everything else
+INGEST = dg.AssetSelection.assets(
+    *[a for a in dg.load_assets_from_modules([ingest]) if getattr(a, "partitions_def", None) is not None]
+)
+MODEL_HALF = dg.AssetSelection.groups(*GROUPS) - INGEST
 
 ingest_job = dg.define_asset_job("ingest_documents", selection=INGEST, partitions_def=DOCUMENTS)
 train_job = dg.define_asset_job("train_and_evaluate", selection=MODEL_HALF)
@@ -24,11 +30,7 @@ MODEL_CONDITION = (
 
 def labels_hash(settings: SummSettings) -> str:
     """Hash of every labels file (what `summary_dataset` reads besides the manifest)."""
-    from summ_assets.core.artifacts import sha256_file, stable_json_hash
-
-    labels = settings.data_root / "labels"
-    files = sorted(labels.rglob("*.jsonl")) if labels.is_dir() else []
-    return stable_json_hash([(p.relative_to(labels).as_posix(), sha256_file(p)) for p in files])[:24]
+    return labels.labels_hash(settings.data_root / "labels")
 
 
 def _will_run(instance: dg.DagsterInstance, run_key: str) -> bool:
@@ -47,33 +49,20 @@ def _will_run(instance: dg.DagsterInstance, run_key: str) -> bool:
     "version), and re-runs corpus_manifest + summary_dataset when only the labels changed.",
 )
 def new_data_sensor(context: dg.SensorEvaluationContext, settings: SummSettings):
-    from summ_assets.core.artifacts import sha256_file
-    from summ_assets.core.documents import discover
-    from summ_assets.defs.staleness import latest_data_version_record
-
     instance = context.instance
-    current = discover(settings.data_root)
-    known = set(instance.get_dynamic_partitions(DOCUMENTS.name))
-    add = sorted(set(current) - known)
-    drop = sorted(known - set(current))
-    requests = []
-    for pk, doc_id in sorted(current.items()):
-        path = settings.data_root / doc_id
-        if not path.is_file():
-            continue
-        sha = sha256_file(path)[:24]
-        version, since = latest_data_version_record(instance, "raw_documents", pk)
-        if version != sha:
-            requests.append(
-                dg.RunRequest(
-                    # unique per change: a file changed back to an earlier content must not reuse that
-                    # content's (finished) run key, or the daemon would skip it
-                    run_key=f"{pk}:{sha}:after-{since}",
-                    job_name=ingest_job.name,
-                    partition_key=pk,
-                    tags={"summ_assets/trigger": "new_data_sensor"},
-                )
-            )
+    sync = plan_partitions(instance, settings.data_root)
+    add, drop = sync.add, sync.drop
+    requests = [
+        dg.RunRequest(
+            # unique per change: a file changed back to an earlier content must not reuse that
+            # content's (finished) run key, or the daemon would skip it
+            run_key=f"{c.partition}:{c.sha}:after-{c.since}",
+            job_name=ingest_job.name,
+            partition_key=c.partition,
+            tags={"summ_assets/trigger": "new_data_sensor"},
+        )
+        for c in sync.changed
+    ]
     lab = labels_hash(settings)
     cursor = lab
     # the latest summary_dataset materialization: the labels it read, and its storage id for the run key
@@ -98,11 +87,7 @@ def new_data_sensor(context: dg.SensorEvaluationContext, settings: SummSettings)
                     tags={"summ_assets/trigger": "new_data_sensor"},
                 )
             )
-    dyn = []
-    if add:
-        dyn.append(DOCUMENTS.build_add_request(add))
-    if drop:
-        dyn.append(DOCUMENTS.build_delete_request(drop))
+    dyn = sync.dynamic_partition_requests()
     if not (requests or dyn):
         return dg.SkipReason("no new, changed or removed documents; labels unchanged")
     context.log.info(f"added {add}, dropped {drop}, runs requested: {[r.run_key for r in requests]}")

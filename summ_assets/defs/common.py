@@ -1,23 +1,34 @@
-"""Small helpers shared by the asset modules."""
+"""Names and small helpers every asset module shares: pool, owners, groups, partitions, metadata."""
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 import dagster as dg
 
-from summ_assets.pipes.stages import curve_md  # noqa: F401  (one table format for every loss curve)
+from summ_assets.core import profiles
+from summ_assets.core.artifacts import stable_json_hash
 
 GPU_POOL = "gpu"
 # Who answers for every asset (shown in the UI's asset pages); applied once in definitions.py.
 OWNERS = ("team:ml-platform",)
 DOCUMENTS = dg.DynamicPartitionsDefinition(name="documents")
 
+# asset groups (the UI's lanes; automation selects by them)
+MODELS_GROUP = "models"
+INGEST_GROUP = "ingest"
+TEACHER_GROUP = "teacher"
+STUDENT_GROUP = "student"
+EVALUATION_GROUP = "evaluation"
+GROUPS = (MODELS_GROUP, INGEST_GROUP, TEACHER_GROUP, STUDENT_GROUP, EVALUATION_GROUP)
+
 
 def json_md(obj: Any) -> dg.MetadataValue:
     return dg.MetadataValue.json(json.loads(json.dumps(obj, default=str)))
 
 
-def progress_logger(context: dg.AssetExecutionContext, every: int = 1):
+def progress_logger(context: dg.AssetExecutionContext, every: int = 1):  # noqa: ANN201
+    """A `Progress` callable that logs every `every`-th message to the run's event log."""
     counter = {"n": 0}
 
     def log(msg: str) -> None:
@@ -34,14 +45,9 @@ def code_version(base: str, *sections: str) -> str:
     A profile is configuration, invisible to Dagster; folding the relevant part into the code version
     makes a changed setting (e.g. the LoRA rank) mark exactly the assets that read it as stale.
     """
-    from dataclasses import asdict
-
-    from summ_assets.core.artifacts import stable_json_hash
-    from summ_assets.core.profiles import get_profile
-
     if not sections:
         return base
-    prof = asdict(get_profile())
+    prof = asdict(profiles.get_profile())
 
     def pick(path: str) -> object:
         value: object = prof

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from summ_assets.core.artifacts import atomic_dir, stable_json_hash
+from summ_assets.core import report as R
+from summ_assets.core.artifacts import atomic_write_text, cached_artifact, stable_json_hash
+from summ_assets.core.dataset import read_split
 from summ_assets.core.splits import EVAL_SETS
-from summ_assets.defs.common import GPU_POOL, code_version, progress_logger
-from summ_assets.defs.ingest import read_split
+from summ_assets.defs.common import EVALUATION_GROUP, GPU_POOL, code_version, progress_logger
 from summ_assets.defs.resources import ComputeResource, SummSettings
 
-GROUP = "evaluation"
+GROUP = EVALUATION_GROUP
 
 
 @dg.asset(
@@ -35,8 +36,6 @@ def evaluation_report(
     student_model: dict,
     student_baseline: dict,
 ) -> dg.Output:
-    from summ_assets.core import report as R
-
     profile = compute.configure(settings.get_profile())
     models = {
         "teacher": teacher_adapter["merged"],
@@ -56,7 +55,8 @@ def evaluation_report(
         }
     )[:16]
     target = settings.asset_dir("evaluation_report") / key
-    if not target.exists():
+
+    def build(tmp: Path) -> None:
         preds, info = R.generate_all(models, sets, profile, progress=progress_logger(context))
         bs_dir = (
             teacher_base["path"]
@@ -92,8 +92,9 @@ def evaluation_report(
             "eval_config": asdict(profile.eval),
             "lineage": {"summary_dataset": summary_dataset, **models},
         }
-        with atomic_dir(target) as tmp:
-            R.write_report(report, scored["per_example"], tmp)
+        R.write_report(report, scored["per_example"], tmp)
+
+    cached_artifact(target, build, log=context.log.info)
     report = json.loads((target / "report.json").read_text())
     md = (target / "report.md").read_text()
     meta: dict[str, object] = {
@@ -207,8 +208,6 @@ def student_outputs_not_empty(evaluation_report: dict, settings: SummSettings) -
 def promoted_student(
     context: dg.AssetExecutionContext, settings: SummSettings, evaluation_report: dict, student_model: dict
 ) -> dg.Output:
-    from summ_assets.core.artifacts import atomic_write_text
-
     ev = settings.get_profile().eval
     ok, reasons = gate(evaluation_report["report"], ev.gate_tolerance, ev.max_empty_share)
     pointer = settings.asset_dir("promoted_student") / "current.json"

@@ -5,17 +5,18 @@ from pathlib import Path
 
 import dagster as dg
 
-from summ_assets.core.artifacts import atomic_dir, stable_json_hash
-from summ_assets.defs.common import DOCUMENTS, code_version, json_md
+from summ_assets.core import labels
+from summ_assets.core.artifacts import atomic_write_bytes, cached_artifact, stable_json_hash
+from summ_assets.core.chunking import TokenCounter, split_markdown
+from summ_assets.core.dataset import split_rows, write_splits
+from summ_assets.core.documents import DocumentError, discover, read_document
+from summ_assets.defs.common import DOCUMENTS, INGEST_GROUP, code_version, json_md
 from summ_assets.defs.resources import SummSettings
-from summ_assets.pipes.stages import read_split  # noqa: F401  (the split reader the asset modules use)
 
-GROUP = "ingest"
+GROUP = INGEST_GROUP
 
 
 def doc_id_for(settings: SummSettings, partition_key: str) -> str:
-    from summ_assets.core.documents import DocumentError, discover
-
     doc_id = discover(settings.data_root).get(partition_key)
     if doc_id is None:
         raise DocumentError(
@@ -33,8 +34,6 @@ def doc_id_for(settings: SummSettings, partition_key: str) -> str:
     description="One document under data/ (raw/, eval/similar/, eval/new/); data version = content hash.",
 )
 def raw_documents(context: dg.AssetExecutionContext, settings: SummSettings) -> dg.MaterializeResult:
-    from summ_assets.core.documents import read_document
-
     profile = settings.get_profile()
     doc_id = doc_id_for(settings, context.partition_key)
     doc = read_document(settings.data_root, doc_id, profile.data.max_file_bytes)
@@ -52,10 +51,8 @@ def raw_documents(context: dg.AssetExecutionContext, settings: SummSettings) -> 
 
 
 @functools.lru_cache(maxsize=4)
-def _counter(tokenizer_dir: str):
+def _counter(tokenizer_dir: str) -> TokenCounter:
     from transformers import AutoTokenizer
-
-    from summ_assets.core.chunking import TokenCounter
 
     return TokenCounter(AutoTokenizer.from_pretrained(tokenizer_dir))
 
@@ -77,10 +74,6 @@ def document_sections(
 ) -> dg.MaterializeResult:
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from summ_assets.core.artifacts import atomic_write_bytes
-    from summ_assets.core.chunking import split_markdown
-    from summ_assets.core.documents import read_document
 
     profile = settings.get_profile()
     doc_id = doc_id_for(settings, context.partition_key)
@@ -154,9 +147,7 @@ def corpus_manifest(context: dg.AssetExecutionContext, settings: SummSettings) -
         raise dg.Failure("duplicate section ids across documents")
     version = stable_json_hash(sorted(ids))[:24]
     target = settings.asset_dir("corpus_manifest") / version
-    if not target.exists():
-        with atomic_dir(target) as tmp:
-            pq.write_table(table, tmp / "manifest.parquet", compression="zstd")
+    cached_artifact(target, lambda tmp: pq.write_table(table, tmp / "manifest.parquet", compression="zstd"))
     n_docs = len(set(table.column("doc_id").to_pylist()))
     return dg.Output(
         str(target / "manifest.parquet"),
@@ -170,34 +161,6 @@ def corpus_manifest(context: dg.AssetExecutionContext, settings: SummSettings) -
     )
 
 
-def split_rows(sections: list[dict], matched: dict, dc) -> dict[str, list[dict]]:  # noqa: ANN001
-    """Every section in its stable split (labelled or `unlabelled`), each split sorted by split key,
-    uncapped. `matched`: section_id -> label (`core.labels.match_labels`); `dc`: the DataConfig."""
-    from summ_assets.core.splits import SPLITS, assign_split, split_key
-
-    by_split: dict[str, list[dict]] = {s: [] for s in SPLITS}
-    for s in sections:
-        lab = matched.get(s["section_id"])
-        split = assign_split(
-            s["doc_id"], s["heading_path"], s["part"], lab is not None, dc.val_fraction, dc.test_seen_fraction
-        )
-        by_split[split].append(
-            {
-                "section_id": s["section_id"],
-                "doc_id": s["doc_id"],
-                "heading_path": s["heading_path"],
-                "part": s["part"],
-                "text": s["text"],
-                "summary": lab.summary if lab else "",
-                "label_source": f"{lab.file}:{lab.line}" if lab else "",
-                "split_key": split_key(s["doc_id"], s["heading_path"], s["part"]),
-            }
-        )
-    for rows in by_split.values():
-        rows.sort(key=lambda r: r["split_key"])
-    return by_split
-
-
 @dg.asset(
     group_name=GROUP,
     code_version=code_version("summary-dataset-v1", "data"),
@@ -206,18 +169,14 @@ def split_rows(sections: list[dict], matched: dict, dc) -> dict[str, list[dict]]
     description="Sections joined with data/labels/*.jsonl into stable train/val/test_* splits (+ unlabelled).",
 )
 def summary_dataset(context: dg.AssetExecutionContext, settings: SummSettings, corpus_manifest: str):
-    import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from summ_assets.core.labels import enforce, load_labels, match_labels
-    from summ_assets.defs.automation import labels_hash
 
     profile = settings.get_profile()
     dc = profile.data
     sections = pq.read_table(corpus_manifest).to_pylist()
-    rep = load_labels(settings.data_root / "labels", settings.data_root)
-    matched = match_labels(rep, sections, {s["doc_id"] for s in sections})
-    enforce(rep, dc.label_strictness)
+    rep = labels.load_labels(settings.data_root / "labels", settings.data_root)
+    matched = labels.match_labels(rep, sections, {s["doc_id"] for s in sections})
+    labels.enforce(rep, dc.label_strictness)
     for p in rep.problems:
         context.log.warning(p)
     by_split = split_rows(sections, matched, dc)
@@ -236,22 +195,7 @@ def summary_dataset(context: dg.AssetExecutionContext, settings: SummSettings, c
         {k: [(r["section_id"], r["summary"]) for r in v] for k, v in by_split.items()}
     )[:24]
     target = settings.asset_dir("summary_dataset") / version
-    if not target.exists():
-        with atomic_dir(target) as tmp:
-            for split, rows in by_split.items():
-                schema = pa.schema(
-                    [(n, pa.string()) for n in ("section_id", "doc_id", "heading_path")]
-                    + [
-                        ("part", pa.int64()),
-                        ("text", pa.string()),
-                        ("summary", pa.string()),
-                        ("label_source", pa.string()),
-                        ("split_key", pa.string()),
-                    ]
-                )
-                pq.write_table(
-                    pa.Table.from_pylist(rows, schema=schema), tmp / f"{split}.parquet", compression="zstd"
-                )
+    cached_artifact(target, lambda tmp: write_splits(tmp, by_split))
     counts = {k: len(v) for k, v in by_split.items()}
     context.log.info(f"splits: {counts}")
     yield dg.Output(
@@ -261,7 +205,7 @@ def summary_dataset(context: dg.AssetExecutionContext, settings: SummSettings, c
             "artifact": dg.MetadataValue.path(str(target)),
             **{f"n_{k}": v for k, v in counts.items()},
             "labels": len(rep.labels),
-            "labels_hash": labels_hash(settings),
+            "labels_hash": labels.labels_hash(settings.data_root / "labels"),
             "labels_matched": len(matched),
         },
     )

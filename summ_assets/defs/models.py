@@ -5,11 +5,20 @@ from pathlib import Path
 
 import dagster as dg
 
-from summ_assets.core.artifacts import atomic_dir, sha256_dir, stable_json_hash, write_json
-from summ_assets.defs.common import code_version
+from summ_assets.core.artifacts import cached_artifact, sha256_dir, stable_json_hash, write_json
+from summ_assets.core.documents import discover, read_document
+from summ_assets.core.models import (
+    build_tiny_model,
+    convert_gemma3_gguf,
+    prune_layers,
+    resolve_pretrained,
+    tokenizer_fingerprint,
+    train_tiny_tokenizer,
+)
+from summ_assets.defs.common import MODELS_GROUP, code_version
 from summ_assets.defs.resources import SummSettings
 
-GROUP = "models"
+GROUP = MODELS_GROUP
 
 
 def _folder_version(path: Path) -> str:
@@ -21,8 +30,6 @@ def _folder_version(path: Path) -> str:
 
 def _finish(path: Path, info: dict, kind: str) -> dg.Output:
     version = _folder_version(path)
-    from summ_assets.core.models import count_parameters  # noqa: F401  (import cost only in bodies)
-
     cfg = json.loads((path / "config.json").read_text())
     meta = {
         "artifact": dg.MetadataValue.path(str(path)),
@@ -58,9 +65,6 @@ def teacher_base(context: dg.AssetExecutionContext, settings: SummSettings) -> d
     src = profile.teacher.source
     root = settings.asset_dir("teacher_base")
     if src == "tiny:teacher":
-        from summ_assets.core.documents import discover, read_document
-        from summ_assets.core.models import build_tiny_model, train_tiny_tokenizer
-
         docs = discover(settings.data_root, ("raw",))
         texts = [read_document(settings.data_root, d).text for d in sorted(docs.values())]
         if not texts:
@@ -69,25 +73,25 @@ def teacher_base(context: dg.AssetExecutionContext, settings: SummSettings) -> d
             )
         key = stable_json_hash({"src": src, "texts": [t[:64] for t in texts], "n": len(texts)})[:12]
         target = root / f"tiny-{key}"
-        if not target.exists():
-            with atomic_dir(target) as tmp:
-                train_tiny_tokenizer(texts, tmp)
-                build_tiny_model("teacher", tmp, tmp, seed=profile.seed)
-                _stamp(tmp, {"src": src})
+
+        def build_teacher(tmp: Path) -> None:
+            train_tiny_tokenizer(texts, tmp)
+            build_tiny_model("teacher", tmp, tmp, seed=profile.seed)
+            _stamp(tmp, {"src": src})
+
+        cached_artifact(target, build_teacher, log=context.log.info)
         context.log.info(f"tiny teacher at {target}")
         return _finish(target, {"source": src}, "tiny")
     if src.startswith("gguf:"):
-        from summ_assets.core.models import convert_gemma3_gguf
-
         target = root / "gguf-gemma3-270m"
-        if not target.exists():
-            context.log.info("converting Gemma 3 270M GGUF -> safetensors (once; ~1-2 min)")
-            with atomic_dir(target) as tmp:
-                convert_gemma3_gguf(tmp, settings.artifacts_root / "_cache" / "gguf")
-                _stamp(tmp, {"src": src})
-        return _finish(target, {"source": src}, "gguf")
-    from summ_assets.core.models import resolve_pretrained
 
+        def convert(tmp: Path) -> None:
+            context.log.info("converting Gemma 3 270M GGUF -> safetensors (once; ~1-2 min)")
+            convert_gemma3_gguf(tmp, settings.artifacts_root / "_cache" / "gguf")
+            _stamp(tmp, {"src": src})
+
+        cached_artifact(target, convert, log=context.log.info)
+        return _finish(target, {"source": src}, "gguf")
     info = resolve_pretrained(src, root)
     return _finish(Path(info["path"]), {"source": src, **info}, "pretrained")
 
@@ -106,36 +110,31 @@ def student_base(context: dg.AssetExecutionContext, settings: SummSettings, teac
     root = settings.asset_dir("student_base")
     tdir = Path(teacher_base["path"])
     if src == "tiny:student":
-        from summ_assets.core.models import build_tiny_model
-
         target = root / f"tiny-{_folder_version(tdir)}"
-        if not target.exists():
-            with atomic_dir(target) as tmp:
-                build_tiny_model("student", tdir, tmp, seed=profile.seed)
-                _stamp(tmp, {"src": src, "teacher": _folder_version(tdir)})
+
+        def build_student(tmp: Path) -> None:
+            build_tiny_model("student", tdir, tmp, seed=profile.seed)
+            _stamp(tmp, {"src": src, "teacher": _folder_version(tdir)})
+
+        cached_artifact(target, build_student, log=context.log.info)
         info: dict = {"source": src}
     elif src.startswith("prune:"):
-        from summ_assets.core.models import prune_layers
-
         spec = src.split(":", 1)[1]
         target = root / f"pruned-{stable_json_hash({'t': _folder_version(tdir), 's': spec})[:12]}"
         info_file = target / "pruning.json"
-        if not target.exists():
-            with atomic_dir(target) as tmp:
-                info = prune_layers(tdir, tmp, spec)
-                write_json(tmp / "pruning.json", info)
-                _stamp(tmp, {"src": src, "teacher": _folder_version(tdir)})
+
+        def prune(tmp: Path) -> None:
+            write_json(tmp / "pruning.json", prune_layers(tdir, tmp, spec))
+            _stamp(tmp, {"src": src, "teacher": _folder_version(tdir)})
+
+        cached_artifact(target, prune, log=context.log.info)
         info = {"source": src, **json.loads(info_file.read_text())}
         context.log.info(f"pruned student keeps layers {info['kept_layers']} of {info['base_layers']}")
     else:
-        from summ_assets.core.models import resolve_pretrained
-
         info = resolve_pretrained(src, root)
         target = Path(info["path"])
         info["source"] = src
     from transformers import AutoTokenizer
-
-    from summ_assets.core.models import tokenizer_fingerprint
 
     t_fp = tokenizer_fingerprint(AutoTokenizer.from_pretrained(tdir))
     s_fp = tokenizer_fingerprint(AutoTokenizer.from_pretrained(target))

@@ -17,20 +17,23 @@ Independently, ``SUMM_EXECUTOR=k8s`` makes `executor()` the `k8s_job_executor` (
 the Helm values.
 """
 
-import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import dagster as dg
 
+from summ_assets.core import env
 from summ_assets.defs import teacher
+from summ_assets.defs.graph import heavy_steps
 from summ_assets.defs.resources import ComputeResource, SummSettings
+from summ_assets.defs.stage_io import previous_artifact, stage_extras
+from summ_assets.stages.base import shards_from_env
 
-LAUNCHER_ENV = "SUMM_LAUNCHER"
+LAUNCHER_ENV = env.LAUNCHER
 LAUNCHERS = ("in_process", "pipes", "k8s")
-LAUNCH_ENV = "SUMM_PIPES_LAUNCH"
-NPROC_ENV = "SUMM_PIPES_NPROC"
+LAUNCH_ENV = env.PIPES_LAUNCH
+NPROC_ENV = env.PIPES_NPROC
 
 # The remote command per launch style; "{python}" is this interpreter locally, "python" in a pod.
 # `teacher_adapter` always runs as one process ("python"): a 9B teacher is spread over a box's GPUs by
@@ -60,7 +63,7 @@ DATA_PARALLEL_STAGES = ("teacher_logits",)
 
 
 def launcher() -> str:
-    value = os.environ.get(LAUNCHER_ENV, "").strip() or "in_process"
+    value = env.get(LAUNCHER_ENV)
     if value not in LAUNCHERS:
         raise ValueError(f"${LAUNCHER_ENV}={value!r}: choose one of {LAUNCHERS}")
     return value
@@ -70,12 +73,12 @@ def launch_command(
     stage: str, launch: str | None = None, nproc: int | None = None, python: str | None = None
 ) -> list[str]:
     """The remote command for `stage`, e.g. ``[python, -m, summ_assets.remote, teacher_logits]``."""
-    launch = launch or os.environ.get(LAUNCH_ENV, "").strip() or "python"
+    launch = launch or env.get(LAUNCH_ENV)
     if launch not in LAUNCH_COMMANDS:
         raise ValueError(f"${LAUNCH_ENV}={launch!r}: choose one of {sorted(LAUNCH_COMMANDS)}")
     if stage not in DATA_PARALLEL_STAGES:
         launch = "python"
-    n = nproc if nproc is not None else int(os.environ.get(NPROC_ENV, "1") or 1)
+    n = nproc if nproc is not None else env.get_int(NPROC_ENV)
     if n < 1:
         raise ValueError(f"${NPROC_ENV}={n}: use a positive process count")
     subst = {"python": python or sys.executable, "nproc": str(n)}
@@ -84,8 +87,8 @@ def launch_command(
 
 def gpu_pod_spec(gpus: int | None = None, pvc: str | None = None, mount: str | None = None) -> dict[str, Any]:
     """`base_pod_spec` for PipesK8sClient: GPU limits + the shared artifacts volume at the same path."""
-    gpus = gpus if gpus is not None else int(os.environ.get("SUMM_K8S_GPUS", "1"))
-    pvc = pvc or os.environ.get("SUMM_K8S_ARTIFACTS_PVC", "summ-artifacts")
+    gpus = gpus if gpus is not None else env.get_int(env.K8S_GPUS)
+    pvc = pvc or env.get(env.K8S_ARTIFACTS_PVC)
     mount = mount or str(SummSettings().artifacts_root)
     return {
         "containers": [
@@ -114,13 +117,12 @@ def pipes_resources() -> dict[str, Any]:
 
 # --- k8s_job_executor: every step its own pod, GPUs only for the heavy ones ------------------------------
 
-EXECUTOR_ENV = "SUMM_EXECUTOR"
-HEAVY_STEPS = ("teacher_adapter", "teacher_logits", "student_model", "student_baseline", "evaluation_report")
+EXECUTOR_ENV = env.EXECUTOR
 
 
 def gpu_step_k8s_config(gpus: int | None = None) -> dict[str, Any]:
     """`per_step_k8s_config` entry for a heavy step (k8s_job_executor): GPU limits + GPU-node toleration."""
-    gpus = gpus if gpus is not None else int(os.environ.get("SUMM_K8S_GPUS", "1"))
+    gpus = gpus if gpus is not None else env.get_int(env.K8S_GPUS)
     return {
         "container_config": {
             "resources": {"limits": {"nvidia.com/gpu": gpus}, "requests": {"nvidia.com/gpu": gpus}}
@@ -138,59 +140,24 @@ def _needs_dagster_k8s(what: str) -> ImportError:
     )
 
 
-def executor() -> Any:
-    """``SUMM_EXECUTOR=k8s``: `k8s_job_executor` with `gpu_step_k8s_config` for `HEAVY_STEPS`; else None
-    (Dagster's default executor)."""
-    if os.environ.get(EXECUTOR_ENV, "").strip() != "k8s":
+def per_step_k8s_config(assets: Iterable[dg.AssetsDefinition]) -> dict[str, dict[str, Any]]:
+    """`k8s_job_executor`'s ``per_step_k8s_config``: GPU limits for every asset whose pool is `gpu`."""
+    return {step: gpu_step_k8s_config() for step in heavy_steps(assets)}
+
+
+def executor(assets: Iterable[dg.AssetsDefinition]) -> Any:
+    """``SUMM_EXECUTOR=k8s``: `k8s_job_executor` with `gpu_step_k8s_config` for every asset of `assets`
+    whose pool is `gpu` (`graph.heavy_steps`); else None (Dagster's default executor)."""
+    if env.get(EXECUTOR_ENV) != "k8s":
         return None
     try:
         from dagster_k8s import k8s_job_executor
     except ImportError as exc:
         raise _needs_dagster_k8s(f"{EXECUTOR_ENV}=k8s") from exc
-    return k8s_job_executor.configured(
-        {"per_step_k8s_config": {step: gpu_step_k8s_config() for step in HEAVY_STEPS}}
-    )
+    return k8s_job_executor.configured({"per_step_k8s_config": per_step_k8s_config(assets)})
 
 
-# --- stage <-> Dagster -------------------------------------------------------------------------------
-
-
-def to_output(result: Any) -> dg.Output:
-    """A `stages.StageResult` as the asset's output: Pipes-format metadata resolved exactly as Dagster
-    resolves what a Pipes remote reports, so both paths record the same metadata."""
-    from dagster._core.definitions.metadata.external_metadata import metadata_map_from_external
-
-    return dg.Output(
-        result.value,
-        metadata=dict(metadata_map_from_external(result.metadata)),
-        data_version=dg.DataVersion(result.data_version),
-    )
-
-
-def previous_artifact(context: dg.AssetExecutionContext) -> str | None:
-    prev = context.instance.get_latest_materialization_event(context.asset_key)
-    if prev is None or prev.asset_materialization is None:
-        return None
-    path = prev.asset_materialization.metadata.get("artifact")
-    return str(path.value) if path is not None else None
-
-
-def stage_extras(
-    stage: str,
-    settings: SummSettings,
-    compute: ComputeResource,
-    inputs: dict[str, Any],
-    options: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    from summ_assets.pipes.stages import profile_to_dict
-
-    return {
-        "stage": stage,
-        "profile": profile_to_dict(compute.configure(settings.get_profile())),
-        "asset_root": str(settings.asset_dir(stage)),
-        "inputs": inputs,
-        "options": options or {},
-    }
+# --- launching a stage remotely ---------------------------------------------------------------------
 
 
 def run_remote(
@@ -203,7 +170,7 @@ def run_remote(
         invocation = client.run(context=context, command=list(command), extras=extras)
     else:  # PipesK8sClient
         command = launch_command(stage, python="python")
-        image = os.environ.get("SUMM_K8S_IMAGE")
+        image = env.get(env.K8S_IMAGE)
         if not image:
             raise dg.Failure(
                 f"{LAUNCHER_ENV}=k8s: set SUMM_K8S_IMAGE to the image with summ-assets + dagster-pipes"
@@ -212,9 +179,9 @@ def run_remote(
             context=context,
             image=image,
             command=list(command),
-            namespace=os.environ.get("SUMM_K8S_NAMESPACE") or None,
+            namespace=env.get(env.K8S_NAMESPACE) or None,
             extras=extras,
-            env={k: v for k, v in os.environ.items() if k.startswith(("SUMM_", "HF_"))},
+            env=env.forwarded(),
             base_pod_spec=gpu_pod_spec(),
         )
     mat = invocation.get_materialize_result()
@@ -266,8 +233,6 @@ def teacher_logits_pipes(
     teacher_adapter: dict,
     summary_dataset: str,
 ) -> dg.Output:
-    from summ_assets.pipes.stages import shards_from_env
-
     extras = stage_extras(
         "teacher_logits",
         settings,

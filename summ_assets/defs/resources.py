@@ -7,8 +7,9 @@ from typing import Any
 
 import dagster as dg
 
-from summ_assets.core.artifacts import ARTIFACTS_ENV, DATA_ENV
-from summ_assets.core.profiles import PROFILE_ENV, Profile, get_profile
+from summ_assets.core import env
+from summ_assets.core.artifacts import artifacts_root, data_root
+from summ_assets.core.profiles import Profile, get_profile
 
 
 class SummSettings(dg.ConfigurableResource):
@@ -23,11 +24,11 @@ class SummSettings(dg.ConfigurableResource):
 
     @property
     def data_root(self) -> Path:
-        return Path(self.data_dir or os.environ.get(DATA_ENV, "data")).resolve()
+        return Path(self.data_dir).resolve() if self.data_dir else data_root()
 
     @property
     def artifacts_root(self) -> Path:
-        return Path(self.artifacts_dir or os.environ.get(ARTIFACTS_ENV, "artifacts")).resolve()
+        return Path(self.artifacts_dir).resolve() if self.artifacts_dir else artifacts_root()
 
     def asset_dir(self, asset: str) -> Path:
         return self.artifacts_root / asset
@@ -156,12 +157,9 @@ class ComputeResource(dg.ConfigurableResource):
 
 
 def default_resources() -> dict[str, object]:
-    from summ_assets.defs.pipes import pipes_resources  # `pipes_client` for SUMM_LAUNCHER=pipes|k8s
-
-    artifacts = Path(os.environ.get(ARTIFACTS_ENV, "artifacts")).resolve()
+    """settings, compute and the IO manager (the Pipes client is added by `summ_assets.definitions`)."""
     return {
-        "settings": SummSettings(profile=os.environ.get(PROFILE_ENV, "")),
+        "settings": SummSettings(profile=env.get(env.PROFILE)),
         "compute": ComputeResource(),
-        "io_manager": dg.FilesystemIOManager(base_dir=str(artifacts / "_dagster_io")),
-        **pipes_resources(),
+        "io_manager": dg.FilesystemIOManager(base_dir=str(artifacts_root() / "_dagster_io")),
     }

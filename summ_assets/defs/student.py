@@ -1,19 +1,25 @@
 """Student half: the distilled student (data + cached teacher logits) and its CE-only baseline."""
 
 import json
-from dataclasses import asdict
+import math
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import dagster as dg
 
-from summ_assets.core.artifacts import atomic_dir, sha256_file, stable_json_hash, write_json
-from summ_assets.defs.common import GPU_POOL, code_version, curve_md, progress_logger
-from summ_assets.defs.ingest import read_split
-from summ_assets.defs.modelcard import write_model_card
+from summ_assets.core import logits_cache as lc
+from summ_assets.core.artifacts import cached_artifact, sha256_file, stable_json_hash, write_json
+from summ_assets.core.dataset import read_split
+from summ_assets.core.examples import build_examples
+from summ_assets.core.kd import attach_teacher, train_student
+from summ_assets.core.modelcard import write_model_card
+from summ_assets.core.models import base_version, tokenizer_fingerprint
+from summ_assets.core.report import curve_md
+from summ_assets.defs.common import GPU_POOL, STUDENT_GROUP, code_version, progress_logger
 from summ_assets.defs.resources import ComputeResource, SummSettings
-from summ_assets.defs.teacher import _base_version
+from summ_assets.stages.seqkd import pseudo_examples, pseudo_rows_for
 
-GROUP = "student"
+GROUP = STUDENT_GROUP
 
 
 def _weights_version(folder: Path) -> str:
@@ -32,14 +38,7 @@ def _train(
     teacher_logits: dict | None,
     pseudo: dict | None = None,
 ) -> dg.Output:
-    import math
-    from dataclasses import replace
-
     from transformers import AutoTokenizer
-
-    from summ_assets.core.examples import build_examples
-    from summ_assets.core.kd import attach_teacher, train_student
-    from summ_assets.defs.seqkd import pseudo_examples, pseudo_rows_for
 
     profile = compute.configure(settings.get_profile(), log=context.log)
     alpha = profile.student.alpha if teacher_logits is not None else 0.0
@@ -53,7 +52,7 @@ def _train(
         profile = replace(profile, student=replace(cfg, max_steps=math.ceil(per_epoch * cfg.epochs)))
     key = stable_json_hash(
         {
-            "base": _base_version(student_base),
+            "base": base_version(student_base),
             "data": summary_dataset,
             "cache": (teacher_logits or {}).get("version"),
             "seqkd": (pseudo or {}).get("version"),
@@ -66,10 +65,8 @@ def _train(
     )[:16]
     root = settings.asset_dir(asset)
     target = root / key
-    if target.exists():
-        context.log.info(f"{asset} for these inputs already trained at {target}; reusing")
-        metrics = json.loads((target / "training_metrics.json").read_text())
-    else:
+
+    def build(tmp: Path) -> None:
         tok = AutoTokenizer.from_pretrained(student_base["path"])
         dp = profile.data
         train = build_examples(
@@ -80,11 +77,7 @@ def _train(
         if not train:
             raise dg.Failure("the train split is empty")
         if teacher_logits is not None:
-            from summ_assets.core import logits_cache as lc
-
             spec = lc.CacheSpec.from_metadata(teacher_logits["spec"])
-            from summ_assets.core.models import tokenizer_fingerprint
-
             if spec.tokenizer_hash != tokenizer_fingerprint(tok):
                 raise dg.Failure("teacher logit cache was made with another tokenizer than the student's")
             cache = lc.load(Path(teacher_logits["path"]), spec, {e["example_key"] for e in train})
@@ -93,29 +86,31 @@ def _train(
                 extra = pseudo_examples(pseudo, tok, profile, spec)
                 context.log.info(f"seq-KD: {len(extra)} teacher-summarized unlabelled sections join the data")
                 train = train + extra
-        with atomic_dir(target) as tmp:
-            metrics = train_student(
-                Path(student_base["path"]),
-                train,
-                val,
-                profile,
-                root / "_work" / key,
-                tmp,
-                alpha=alpha,
-                progress=progress_logger(context),
-                val_rows=val_rows,
-            )
-            metrics["train_examples"] = len(train)
-            write_json(tmp / "training_metrics.json", metrics)
-            lineage = {
-                "student_base": student_base["path"],
-                "summary_dataset": summary_dataset,
-                "teacher_logits": (teacher_logits or {}).get("path"),
-                "teacher_pseudo_summaries": (pseudo or {}).get("path"),
-                "train_examples": len(train),
-            }
-            title = "summ-assets distilled student" if alpha > 0 else "summ-assets CE-only student baseline"
-            write_model_card(tmp, title, lineage, {**asdict(profile.student), "alpha": alpha}, metrics)
+        metrics = train_student(
+            Path(student_base["path"]),
+            train,
+            val,
+            profile,
+            root / "_work" / key,
+            tmp,
+            alpha=alpha,
+            progress=progress_logger(context),
+            val_rows=val_rows,
+        )
+        metrics["train_examples"] = len(train)
+        write_json(tmp / "training_metrics.json", metrics)
+        lineage = {
+            "student_base": student_base["path"],
+            "summary_dataset": summary_dataset,
+            "teacher_logits": (teacher_logits or {}).get("path"),
+            "teacher_pseudo_summaries": (pseudo or {}).get("path"),
+            "train_examples": len(train),
+        }
+        title = "summ-assets distilled student" if alpha > 0 else "summ-assets CE-only student baseline"
+        write_model_card(tmp, title, lineage, {**asdict(profile.student), "alpha": alpha}, metrics)
+
+    cached_artifact(target, build, log=context.log.info)
+    metrics = json.loads((target / "training_metrics.json").read_text())
     version = _weights_version(target)
     return dg.Output(
         {"path": str(target), "version": version, "alpha": alpha},

@@ -1,17 +1,23 @@
 """Teacher half: LoRA fine-tuning, then the teacher log-prob cache.
 
-The bodies live in `summ_assets.pipes.stages` so that the same code runs here (in-process) or on a GPU
+The bodies live in `summ_assets.stages.teacher` so that the same code runs here (in-process) or on a GPU
 machine through Dagster Pipes (`summ_assets.defs.pipes`, switch ``SUMM_LAUNCHER``).
 """
 
 import dagster as dg
 
-from summ_assets.defs.common import GPU_POOL, code_version, progress_logger
+from summ_assets.defs.common import GPU_POOL, TEACHER_GROUP, code_version, progress_logger
 from summ_assets.defs.resources import ComputeResource, SummSettings
-from summ_assets.pipes.stages import TEACHER_ADAPTER_CODE, TEACHER_LOGITS_CODE, StageError
-from summ_assets.pipes.stages import base_version as _base_version  # noqa: F401  (student.py imports it)
+from summ_assets.defs.stage_io import previous_artifact, to_output
+from summ_assets.stages.base import StageError, shards_from_env
+from summ_assets.stages.teacher import (
+    TEACHER_ADAPTER_CODE,
+    TEACHER_LOGITS_CODE,
+    teacher_adapter_stage,
+    teacher_logits_stage,
+)
 
-GROUP = "teacher"
+GROUP = TEACHER_GROUP
 
 
 @dg.asset(
@@ -28,9 +34,6 @@ def teacher_adapter(
     teacher_base: dict,
     summary_dataset: str,
 ) -> dg.Output:
-    from summ_assets.defs.pipes import to_output
-    from summ_assets.pipes.stages import teacher_adapter_stage
-
     profile = compute.configure(settings.get_profile())
     try:
         result = teacher_adapter_stage(
@@ -61,9 +64,6 @@ def teacher_logits(
     teacher_adapter: dict,
     summary_dataset: str,
 ) -> dg.Output:
-    from summ_assets.defs.pipes import previous_artifact, to_output
-    from summ_assets.pipes.stages import shards_from_env, teacher_logits_stage
-
     profile = compute.configure(settings.get_profile())
     result = teacher_logits_stage(
         profile,

@@ -8,7 +8,8 @@ Endpoints:
   JSON body without a string ``text``, text that is only whitespace, or broken front matter; 504 when the
   summary is not ready within `timeout_s` (its pending sections are dropped).
 - ``GET /health``: liveness + queue depth. ``GET /model``: the served folder, its lineage, config and
-  training metrics (from the folder's README.md model card and training_metrics.json), serving settings.
+  training metrics (from the folder's card.json model card and training_metrics.json), serving settings;
+  ``card_error`` says why the lineage is missing for a folder without card.json.
 
 Every error is ``{"error": message}``; a client never sees a stack trace (the server log does).
 """
@@ -30,9 +31,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from summ_assets.core.chunking import FrontMatterError
 from summ_assets.core.documents import DocumentError
-from summ_assets.serving import Summarizer, decode_utf8, model_card, section_row
+from summ_assets.serving.inputs import decode_utf8
+from summ_assets.serving.loader import model_card
+from summ_assets.serving.summarizer import Summarizer, section_row
 
-log = logging.getLogger("summ_assets.server")
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 1_000_000
 DEFAULT_TIMEOUT_S = 120.0
@@ -40,7 +43,7 @@ MAX_DOC_ID = 200
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -179,7 +182,9 @@ class BackgroundServer:
     ``with BackgroundServer(app) as srv: httpx.get(srv.url + "/health")``; port 0 picks a free port.
     """
 
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, startup_timeout_s: float = 30.0):
+    def __init__(
+        self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, startup_timeout_s: float = 30.0
+    ) -> None:
         import socket
 
         import uvicorn

@@ -1,137 +1,56 @@
-"""Stage bodies shared by the in-process assets and the Pipes remote (no dagster import here).
+"""The teacher's heavy stages, run the same way in-process and on a remote machine through Dagster Pipes.
 
 A stage takes the configured profile, the asset's artifact folder and its upstream values (small
 JSON path records), writes a content-addressed artifact and returns a `StageResult`: the asset's
 output value, its metadata in Dagster Pipes' wire format (``{"key": {"raw_value": v, "type": t}}``)
-and its data version. In-process, `summ_assets.defs.pipes.to_output` turns that into a `dg.Output`;
-remotely, `summ_assets.remote` reports the very same dict through `report_asset_materialization`, so
-both paths record identical metadata and data versions.
+and its data version. In-process, `summ_assets.defs.stage_io.to_output` turns that into a
+`dg.Output`; remotely, `summ_assets.remote` reports the very same dict through
+`report_asset_materialization`, so both paths record identical metadata and data versions.
+No dagster import here: a GPU pod needs only `dagster-pipes`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
-import typing
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+import shutil
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from summ_assets.core.artifacts import atomic_dir, sha256_file, stable_json_hash
+from summ_assets.core import logits_cache as lc
+from summ_assets.core.artifacts import (
+    cached_artifact,
+    sha256_bytes,
+    sha256_file,
+    stable_json_hash,
+    write_json,
+)
+from summ_assets.core.dataset import read_split
+from summ_assets.core.examples import build_examples
+from summ_assets.core.lm import set_threads
+from summ_assets.core.lora import train_lora_teacher
+from summ_assets.core.modelcard import write_model_card
+from summ_assets.core.models import base_version, load_causal_lm, resolve_device, tokenizer_fingerprint
+from summ_assets.core.profiles import Profile
+from summ_assets.core.records import BaseModelRef, TeacherAdapterRef
+from summ_assets.core.report import curve_md
+from summ_assets.stages.base import (
+    Dist,
+    Progress,
+    StageError,
+    StageResult,
+    meta,
+    profile_from_dict,
+    say,
+)
 
 TEACHER_ADAPTER_CODE = "teacher-adapter-v2"
 TEACHER_LOGITS_CODE = "teacher-logits-v1"
-# How many shards the teacher-logit cache is scored in (1 = one part file, the historic layout). Under
-# `torchrun --nproc_per_node=N` the count is at least N (one shard or more per rank). Not a profile
-# field: the cache content and its data version do not depend on it.
-SHARDS_ENV = "SUMM_LOGIT_SHARDS"
-
-Progress = Callable[[str], None]
 
 
-class StageError(RuntimeError):
-    """A stage cannot run on these inputs; the message says what to change."""
-
-
-@dataclass
-class StageResult:
-    value: dict[str, Any]  # the asset's output (JSON-serializable path record)
-    metadata: dict[str, dict[str, Any]]  # Pipes wire format: {"key": {"raw_value": v, "type": t}}
-    data_version: str
-
-
-@dataclass
-class Dist:
-    """Where this process sits in a `torchrun`/`accelerate launch` group (1 process: rank 0 of 1)."""
-
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-    barrier: Callable[[], None] = field(default=lambda: None)
-
-    @classmethod
-    def from_env(cls, barrier: Callable[[], None] | None = None) -> Dist:
-        return cls(
-            rank=int(os.environ.get("RANK", "0")),
-            world_size=int(os.environ.get("WORLD_SIZE", "1")),
-            local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-            barrier=barrier or (lambda: None),
-        )
-
-
-def meta(value: Any, type_: str = "__infer__") -> dict[str, Any]:
-    return {"raw_value": value, "type": type_}
-
-
-def shards_from_env() -> int:
-    raw = os.environ.get(SHARDS_ENV, "1")
-    try:
-        n = int(raw)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise StageError(f"${SHARDS_ENV}={raw!r}: set a positive number of logit-cache shards (default 1)")
-    return n
-
-
-# --- profile on the wire -----------------------------------------------------------------------------
-
-
-def profile_to_dict(profile: Any) -> dict[str, Any]:
-    return json.loads(json.dumps(asdict(profile)))
-
-
-def profile_from_dict(data: dict[str, Any]) -> Any:
-    """Inverse of `profile_to_dict` (nested config dataclasses, tuples restored): the remote side runs
-    with exactly the profile the orchestrator configured (device, dtype, threads, 4-bit included)."""
-    from summ_assets.core.profiles import Profile
-
-    return _build(Profile, data)
-
-
-def _build(cls: type, data: dict[str, Any]) -> Any:
-    hints = typing.get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(names)
-    if unknown:
-        raise StageError(
-            f"profile fields {sorted(unknown)} are unknown to {cls.__name__} on this side: the remote runs "
-            "another summ-assets version than the orchestrator — deploy the same image to both"
-        )
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = _build(hint, value)
-        elif isinstance(value, list) and typing.get_origin(hint) is tuple:
-            value = tuple(value)
-        kwargs[name] = value
-    return cls(**kwargs)
-
-
-# --- shared helpers ----------------------------------------------------------------------------------
-
-
-def base_version(base: dict) -> str:
-    p = Path(base["path"]) / ".summ_version"
-    return p.read_text().strip() if p.exists() else base["path"]
-
-
-def read_split(dataset_dir: str, split: str) -> list[dict]:
-    """Rows of one split of `summary_dataset` (same as `defs.ingest.read_split`, without dagster)."""
-    import pyarrow.parquet as pq
-
-    return pq.read_table(Path(dataset_dir) / f"{split}.parquet").to_pylist()
-
-
-def cache_spec(profile: Any, teacher_adapter: dict, tokenizer: Any) -> Any:
-    from summ_assets.core.artifacts import sha256_bytes
-    from summ_assets.core.logits_cache import CacheSpec
-    from summ_assets.core.models import tokenizer_fingerprint
-
-    return CacheSpec(
+def cache_spec(profile: Profile, teacher_adapter: TeacherAdapterRef, tokenizer: Any) -> lc.CacheSpec:
+    """The capture settings and teacher identity a logit cache is written (and checked) with."""
+    return lc.CacheSpec(
         mode=profile.cache.mode,
         k=profile.cache.k,
         n_samples=profile.cache.n_samples,
@@ -141,23 +60,13 @@ def cache_spec(profile: Any, teacher_adapter: dict, tokenizer: Any) -> Any:
     )
 
 
-def curve_md(curve: list, name: str) -> str:
-    rows = "\n".join(f"| {s} | {v:.4f} |" for s, v in curve)
-    return f"| step | {name} |\n|---|---|\n{rows}\n"
-
-
-def _say(fn: Progress | None, msg: str) -> None:
-    if fn is not None:
-        fn(msg)
-
-
 # --- teacher_adapter ---------------------------------------------------------------------------------
 
 
 def teacher_adapter_stage(
-    profile: Any,
+    profile: Profile,
     root: Path,
-    teacher_base: dict,
+    teacher_base: BaseModelRef,
     summary_dataset: str,
     progress: Progress | None = None,
     log: Progress | None = None,
@@ -165,11 +74,6 @@ def teacher_adapter_stage(
     """LoRA teacher for (base, dataset, teacher config): `root/<key>/{adapter,merged}`; reused when the
     folder exists. One process (a multi-GPU box shards the 9B model with device_map="auto")."""
     from transformers import AutoTokenizer
-
-    from summ_assets.core.artifacts import write_json
-    from summ_assets.core.examples import build_examples
-    from summ_assets.core.lora import train_lora_teacher
-    from summ_assets.defs.modelcard import write_model_card
 
     root = Path(root)
     key = stable_json_hash(
@@ -185,36 +89,36 @@ def teacher_adapter_stage(
     train_rows, val_rows = read_split(summary_dataset, "train"), read_split(summary_dataset, "val")
     if not train_rows:
         raise StageError("the train split is empty: add labelled documents under data/raw and data/labels")
-    if target.exists():
-        _say(log, f"teacher for these inputs already trained at {target}; reusing")
-        metrics = json.loads((target / "metrics.json").read_text())
-    else:
+
+    def build(tmp: Path) -> None:
         tok = AutoTokenizer.from_pretrained(teacher_base["path"])
         val_examples = build_examples(
             val_rows, tok, profile.data.max_prompt_tokens, profile.data.max_summary_tokens
         )
-        with atomic_dir(target) as tmp:
-            metrics = train_lora_teacher(
-                Path(teacher_base["path"]),
-                train_rows,
-                val_examples,
-                val_rows,
-                profile,
-                work_dir=root / "_work" / key,
-                out_dir=tmp,
-                progress=progress,
+        metrics = train_lora_teacher(
+            Path(teacher_base["path"]),
+            train_rows,
+            val_examples,
+            val_rows,
+            profile,
+            work_dir=root / "_work" / key,
+            out_dir=tmp,
+            progress=progress,
+        )
+        write_json(tmp / "metrics.json", metrics)
+        lineage = {
+            "teacher_base": teacher_base["path"],
+            "summary_dataset": summary_dataset,
+            "train_examples": len(train_rows),
+            "val_examples": len(val_rows),
+        }
+        for sub in ("adapter", "merged"):
+            write_model_card(
+                tmp / sub, f"summ-assets teacher ({sub})", lineage, asdict(profile.teacher), metrics
             )
-            write_json(tmp / "metrics.json", metrics)
-            lineage = {
-                "teacher_base": teacher_base["path"],
-                "summary_dataset": summary_dataset,
-                "train_examples": len(train_rows),
-                "val_examples": len(val_rows),
-            }
-            for sub in ("adapter", "merged"):
-                write_model_card(
-                    tmp / sub, f"summ-assets teacher ({sub})", lineage, asdict(profile.teacher), metrics
-                )
+
+    cached_artifact(target, build, log=log)
+    metrics = json.loads((target / "metrics.json").read_text())
     version = sha256_file(target / "adapter" / "adapter_model.safetensors")[:24]
     return StageResult(
         value={
@@ -240,22 +144,11 @@ def teacher_adapter_stage(
 # --- teacher_logits ----------------------------------------------------------------------------------
 
 
-def _load_teacher(path: str, profile: Any, dist: Dist) -> Any:
-    from summ_assets.core.models import load_causal_lm, resolve_device
-
+def _load_teacher(path: str, profile: Profile, dist: Dist) -> Any:
     device = resolve_device(profile.device)
     if device == "cuda" and dist.world_size > 1:
         # data parallel: each rank holds a full copy on its own GPU (not device_map="auto" over all)
-        from transformers import AutoModelForCausalLM
-
-        from summ_assets.core.models import torch_dtype
-
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=torch_dtype(profile.dtype), device_map={"": dist.local_rank}
-        )
-        if "gemma" in getattr(model.config, "model_type", ""):
-            model.config._attn_implementation = "eager"
-        return model
+        return load_causal_lm(path, profile.dtype, device, device_map={"": dist.local_rank})
     return load_causal_lm(path, profile.dtype, device, profile.max_memory)
 
 
@@ -266,9 +159,9 @@ def staging_dir(root: Path, version: str, todo_keys: list[str], num_shards: int)
 
 
 def teacher_logits_stage(
-    profile: Any,
+    profile: Profile,
     root: Path,
-    teacher_adapter: dict,
+    teacher_adapter: TeacherAdapterRef,
     summary_dataset: str,
     prev_dir: str | None = None,
     num_shards: int = 1,
@@ -285,10 +178,6 @@ def teacher_logits_stage(
     merges them atomically. Returns the result on rank 0, None on the other ranks.
     """
     from transformers import AutoTokenizer
-
-    from summ_assets.core import logits_cache as lc
-    from summ_assets.core.examples import build_examples
-    from summ_assets.core.lm import set_threads
 
     dist = dist or Dist()
     root = Path(root)
@@ -312,7 +201,7 @@ def teacher_logits_stage(
             lc.check_compatible(lc.read_metadata(lc.shard_files(prev)[0]), spec, str(prev))
             reused = lc.cached_keys(prev)
         except lc.CacheMismatchError as exc:
-            _say(log, f"previous cache not reusable: {exc}")
+            say(log, f"previous cache not reusable: {exc}")
     todo = [e for e in examples if e["example_key"] not in reused]
     todo = list({e["example_key"]: e for e in todo}.values())  # de-duplicate identical examples
     keep = sorted({p for k, p in reused.items() if k in set(keys)})
@@ -335,7 +224,8 @@ def teacher_logits_stage(
     if not target.exists():
         model_box: list = []
         if n == 1:
-            with atomic_dir(target) as tmp:
+
+            def build(tmp: Path) -> None:
                 for shard in keep:
                     lc.link_or_copy(shard, tmp / shard.name)
                 if todo:
@@ -344,6 +234,8 @@ def teacher_logits_stage(
                         f"part-{stable_json_hash(sorted(r['example_key'] for r in rows))[:16]}.parquet"
                     )
                     lc.write_shard(rows, tmp / shard_name, spec, profile.cache.rows_per_group)
+
+            cached_artifact(target, build, log=log)
         else:
             todo_keys = sorted(e["example_key"] for e in todo)
             staging = staging_dir(root, version, todo_keys, n)
@@ -352,23 +244,21 @@ def teacher_logits_stage(
                 path = lc.shard_part_path(staging, i, n)
                 want = {e["example_key"] for e in parts[i]}
                 if path.exists() and set(lc.shard_part_keys(path)) == want:
-                    _say(log, f"shard {i}/{n} already scored ({len(want)} examples); keeping it")
+                    say(log, f"shard {i}/{n} already scored ({len(want)} examples); keeping it")
                     continue
                 rows = score(parts[i], model_box) if parts[i] else []
                 lc.write_shard_part(rows, staging, i, n, spec, profile.cache.rows_per_group)
-                _say(log, f"rank {dist.rank}: shard {i}/{n} scored ({len(rows)} examples)")
+                say(log, f"rank {dist.rank}: shard {i}/{n} scored ({len(rows)} examples)")
             dist.barrier()
             if dist.rank != 0:
                 return None
             merged = lc.merge_shards(staging, target, spec, n, set(todo_keys), reuse=keep)
-            _say(log, f"merged {n} shards into {target}: {merged}")
-            import shutil
-
+            say(log, f"merged {n} shards into {target}: {merged}")
             shutil.rmtree(staging, ignore_errors=True)
     elif dist.rank != 0:
         return None
     stats = lc.stats(target)
-    _say(log, f"cache {target}: {stats}; scored {len(todo)} new, reused {len(examples) - len(todo)}")
+    say(log, f"cache {target}: {stats}; scored {len(todo)} new, reused {len(examples) - len(todo)}")
     return StageResult(
         value={"path": str(target), "spec": spec.metadata(), "version": version},
         metadata={

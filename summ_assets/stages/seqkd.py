@@ -1,0 +1,94 @@
+"""Sequence-level KD stage bodies: the teacher summarizes the unlabelled sections and scores its own
+summaries; the student reads them back as extra training examples (no dagster import here)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from summ_assets.core import logits_cache as lc
+from summ_assets.core.dataset import SplitRow, read_split
+from summ_assets.core.examples import build_examples
+from summ_assets.core.generation import summarize_texts
+from summ_assets.core.kd import attach_teacher
+from summ_assets.core.lm import set_threads
+from summ_assets.core.models import load_causal_lm, resolve_device
+from summ_assets.core.profiles import Profile
+from summ_assets.core.records import PseudoSummariesRef, TeacherAdapterRef
+from summ_assets.stages.base import Progress
+from summ_assets.stages.teacher import cache_spec
+
+PSEUDO_CODE = "teacher-pseudo-summaries-v1"
+
+
+def pseudo_rows_for(summary_dataset: str, cap: int | None) -> list[SplitRow]:
+    """The unlabelled sections that seq-KD uses (cap None = all, 0 = seq-KD off)."""
+    rows = read_split(summary_dataset, "unlabelled")
+    return rows if cap is None else rows[:cap]
+
+
+def summarize_and_score(
+    rows: list[SplitRow],
+    teacher_adapter: TeacherAdapterRef,
+    profile: Profile,
+    out: Path,
+    progress: Progress | None,
+) -> dict[str, Any]:
+    """Greedy teacher summaries of `rows` (``out/rows.parquet``) and the teacher's sparse log-probs on
+    them (``out/cache/``, same spec as `teacher_logits`); returns counts and timings."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    stats: dict = {"n": 0, "empty": 0, "generate_seconds": 0.0, "score_seconds": 0.0, "spec": None}
+    if not rows:
+        return stats
+    from transformers import AutoTokenizer
+
+    set_threads(profile.threads)
+    dp = profile.data
+    tok = AutoTokenizer.from_pretrained(teacher_adapter["merged"])
+    teacher = load_causal_lm(
+        teacher_adapter["merged"], profile.dtype, resolve_device(profile.device), profile.max_memory
+    )
+    t0 = time.time()
+    preds, _ = summarize_texts(
+        teacher,
+        tok,
+        [r["text"] for r in rows],
+        max_prompt_tokens=dp.max_prompt_tokens,
+        max_new_tokens=dp.max_summary_tokens,
+        batch_size=profile.eval.batch_size,
+        progress=progress,
+    )
+    t1 = time.time()
+    source = f"teacher:{teacher_adapter['version']}"
+    pseudo = [{**r, "summary": p, "label_source": source} for r, p in zip(rows, preds, strict=True)]
+    pq.write_table(pa.Table.from_pylist(pseudo), out / "rows.parquet", compression="zstd")
+    spec = cache_spec(profile, teacher_adapter, tok)
+    examples = build_examples(pseudo, tok, dp.max_prompt_tokens, dp.max_summary_tokens)
+    cache_rows = lc.capture(
+        teacher, examples, spec, tok.pad_token_id, profile.cache.batch_size, profile.seed, progress=progress
+    )
+    lc.write_shard(cache_rows, out / "cache" / "part-pseudo.parquet", spec, profile.cache.rows_per_group)
+    stats.update(
+        n=len(pseudo),
+        empty=sum(1 for p in preds if not p.strip()),
+        generate_seconds=t1 - t0,
+        score_seconds=time.time() - t1,
+        spec=spec.metadata(),
+    )
+    return stats
+
+
+def pseudo_examples(pseudo: PseudoSummariesRef, tok: Any, profile: Profile, spec: lc.CacheSpec) -> list[dict]:
+    """The seq-KD examples of a `teacher_pseudo_summaries` output, joined with their cached teacher rows."""
+    if not pseudo.get("n"):
+        return []
+    import pyarrow.parquet as pq
+
+    dp = profile.data
+    rows = pq.read_table(Path(pseudo["path"]) / "rows.parquet").to_pylist()
+    examples = build_examples(rows, tok, dp.max_prompt_tokens, dp.max_summary_tokens)
+    cache = lc.load(Path(pseudo["path"]) / "cache", spec, {e["example_key"] for e in examples})
+    return attach_teacher(examples, cache)
