@@ -36,7 +36,7 @@ use_offline_env()
 from benchmarks.bench_kd import build_tiny, corpus_rows, select_examples  # noqa: E402
 
 
-def expand(ids, lp, tail, vocab: int):  # noqa: ANN001, ANN201
+def expand(ids, lp, tail, vocab: int):
     """Cached sparse target -> full [N, V] log distribution (uniform tail over unstored ids)."""
     import torch
 

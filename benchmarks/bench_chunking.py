@@ -251,7 +251,7 @@ def load_tokenizer(path: Path | None, tmp: Path):
     return train_tiny_tokenizer(texts, tmp / "tok"), "tiny BPE (trained on 12 bundled docs, as in the tests)"
 
 
-def check_lossless(text: str, doc) -> None:  # noqa: ANN001
+def check_lossless(text: str, doc) -> None:
     joined = doc.front_matter_raw + "".join(s.text for s in doc.sections)
     if joined != text:
         raise AssertionError(f"{doc.doc_id}: sections do not reassemble the document")

@@ -183,7 +183,7 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
 
 
-def timed_step(model, trainer, optimizer, batch, kd, alpha, device) -> float:  # noqa: ANN001
+def timed_step(model, trainer, optimizer, batch, kd, alpha, device) -> float:
     sync(device)
     t0 = time.perf_counter()
     train_step(model, trainer, optimizer, batch, kd, alpha)
@@ -272,7 +272,7 @@ def cpu_memory(args: argparse.Namespace, batches: list[dict[str, Any]], tmp: Pat
     return out
 
 
-def gpu_memory(model, trainer, optimizer, batches, args) -> dict[str, dict]:  # noqa: ANN001
+def gpu_memory(model, trainer, optimizer, batches, args) -> dict[str, dict]:
     import torch
 
     out = {}

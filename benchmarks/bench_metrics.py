@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from summ_assets.core.offline import use_offline_env  # noqa: E402
+from summ_assets.core.offline import use_offline_env
 
 use_offline_env()
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from summ_assets.core.offline import use_offline_env  # noqa: E402
+from summ_assets.core.offline import use_offline_env
 
 use_offline_env()
 
@@ -42,7 +42,7 @@ def tiny_student(tmp: Path) -> Path:
     return tmp / "student"
 
 
-def payloads(summ, kind: str) -> list[str]:  # noqa: ANN001
+def payloads(summ, kind: str) -> list[str]:
     """Request bodies: single sections (default; a CPU answers them in seconds) or whole documents."""
     docs = [(REPO / "data" / "raw" / d).read_text(encoding="utf-8") for d in DOCS]
     if kind == "document":
@@ -60,7 +60,7 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def load_test(summ, bodies: list[str], clients: int, per_client: int, label: str) -> None:  # noqa: ANN001
+def load_test(summ, bodies: list[str], clients: int, per_client: int, label: str) -> None:
     import httpx
 
     from summ_assets.serving import BackgroundServer, create_app
@@ -113,7 +113,7 @@ def load_test(summ, bodies: list[str], clients: int, per_client: int, label: str
         print(f"{label} failure: {f}")
 
 
-def quant_compare(path: Path, profile, n_sections: int, max_new_tokens: int | None) -> None:  # noqa: ANN001
+def quant_compare(path: Path, profile, n_sections: int, max_new_tokens: int | None) -> None:
     import gc
 
     from summ_assets.serving import Summarizer

@@ -61,7 +61,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch):
     """Any connection to a non-loopback address raises: proves no model hub is contacted."""
     real_connect = socket.socket.connect
 
-    def guarded(self, address):  # noqa: ANN001
+    def guarded(self, address):
         host = address[0] if isinstance(address, tuple) else str(address)
         if isinstance(host, str) and (
             host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")
@@ -73,7 +73,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch):
     yield
 
 
-def ingest_partition(instance, resources: dict, partition: str, raise_on_error: bool = True):  # noqa: ANN001, ANN201
+def ingest_partition(instance, resources: dict, partition: str, raise_on_error: bool = True):
     """Materialize one document partition (raw_documents + document_sections) of the shipped graph."""
     import dagster as dg
 

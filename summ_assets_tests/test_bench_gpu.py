@@ -17,7 +17,7 @@ from summ_assets_tests.conftest import REPO
 SCRIPT = REPO / "benchmarks" / "bench_gpu.py"
 
 
-def _bench():  # noqa: ANN202
+def _bench():
     spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

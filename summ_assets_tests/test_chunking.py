@@ -10,7 +10,7 @@ from summ_assets.core.chunking import CharCounter, FrontMatterError, split_markd
 from summ_assets_tests.conftest import BUNDLED
 
 
-def _lossless(text: str, doc) -> None:  # noqa: ANN001
+def _lossless(text: str, doc) -> None:
     assert doc.front_matter_raw + "".join(s.text for s in doc.sections) == text
     for s in doc.sections:
         assert text[s.char_start : s.char_end] == s.text
@@ -113,7 +113,7 @@ block = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(block, max_size=40), st.sampled_from(["\n", "\r\n"]), st.integers(5, 60))
-def test_generated_markdown_round_trips(blocks, newline, budget) -> None:  # noqa: ANN001
+def test_generated_markdown_round_trips(blocks, newline, budget) -> None:
     text = newline.join(blocks)
     try:
         doc = split_markdown(text, CharCounter(1), max_tokens=budget, min_tokens=3)

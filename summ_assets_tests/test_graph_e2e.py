@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from summ_assets.definitions import UNPARTITIONED  # noqa: E402
+from summ_assets.definitions import UNPARTITIONED
 from summ_assets.defs import automation
 from summ_assets_tests.conftest import REPO, copy_corpus, ingest_partition
 
@@ -61,7 +61,7 @@ def built(tmp_path_factory: pytest.TempPathFactory):
 
     real = socket.socket.connect
 
-    def guarded(self, address):  # noqa: ANN001
+    def guarded(self, address):
         host = address[0] if isinstance(address, tuple) else str(address)
         if isinstance(host, str) and (
             host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")
@@ -230,7 +230,7 @@ def test_code_version_change_makes_exactly_it_and_its_descendants_stale(built) -
     assert status_of(res, "teacher_logits")[1] == ["code: has a new code version"]
 
 
-def _tick(sdefs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):  # noqa: ANN202
+def _tick(sdefs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):
     """One evaluation of `new_data_sensor` as the daemon does it (cursor in, cursor out); its partition
     requests are applied to the instance, as the daemon applies them before launching the runs."""
     # the daemon passes an instance ref: partition keys resolve through it. `with`: the context enters
@@ -280,7 +280,7 @@ def _launch(
     return True
 
 
-def _requested(sdefs: dg.Definitions, result) -> dict[str, set]:  # noqa: ANN001
+def _requested(sdefs: dg.Definitions, result) -> dict[str, set]:
     graph = sdefs.resolve_asset_graph()
     return {
         k.to_user_string(): result.get_requested_partitions(k)
@@ -289,7 +289,7 @@ def _requested(sdefs: dg.Definitions, result) -> dict[str, set]:  # noqa: ANN001
     }
 
 
-def _run_automation(sdefs: dg.Definitions, instance: dg.DagsterInstance, cursor, max_ticks: int = 6):  # noqa: ANN001, ANN202
+def _run_automation(sdefs: dg.Definitions, instance: dg.DagsterInstance, cursor, max_ticks: int = 6):
     """Tick the model half's automation conditions and run exactly what each tick requests, as
     `model_half_automation` launches it (the requested assets plus their checks: the daemon expands a
     request to the assets' checks, so blocking gates apply), until a tick requests nothing.
@@ -514,7 +514,7 @@ def test_labels_reach_summary_dataset_once_and_a_failed_file_does_not_hold_them_
             break
     settings = resources["settings"]
 
-    def labels_run(t) -> dg.RunRequest:  # noqa: ANN001
+    def labels_run(t) -> dg.RunRequest:
         (req,) = [r for r in t.run_requests if r.job_name == automation.train_job.name]
         assert req.asset_selection == [dg.AssetKey("corpus_manifest"), dg.AssetKey("summary_dataset")]
         return req

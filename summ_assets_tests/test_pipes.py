@@ -49,7 +49,7 @@ def _resources(art: Path, pipes: bool) -> dict:
     return res
 
 
-def _materialize(asset: dg.AssetsDefinition, upstream: list, art: Path, pipes: bool, instance=None):  # noqa: ANN001, ANN202
+def _materialize(asset: dg.AssetsDefinition, upstream: list, art: Path, pipes: bool, instance=None):
     instance = instance or dg.DagsterInstance.ephemeral()
     key = asset.key.to_user_string()
     result = dg.materialize([*upstream, asset], instance=instance, resources=_resources(art, pipes))

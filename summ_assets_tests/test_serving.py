@@ -233,7 +233,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def summarizer(model_dir: Path):  # noqa: ANN201
+def summarizer(model_dir: Path):
     from summ_assets.core.profiles import get_profile
     from summ_assets.serving import Summarizer
 
@@ -243,7 +243,7 @@ def summarizer(model_dir: Path):  # noqa: ANN201
     s.close()
 
 
-def _client(summarizer, **kw):  # noqa: ANN001, ANN202
+def _client(summarizer, **kw):
     from fastapi.testclient import TestClient
 
     from summ_assets.serving import create_app
@@ -252,7 +252,7 @@ def _client(summarizer, **kw):  # noqa: ANN001, ANN202
     return TestClient(create_app(summarizer, **opts), **kw)
 
 
-def test_api_summarize_markdown_and_json(summarizer) -> None:  # noqa: ANN001
+def test_api_summarize_markdown_and_json(summarizer) -> None:
     body = DOC.read_bytes()
     with _client(summarizer) as c:
         r = c.post("/summarize", content=body, headers={"content-type": "text/markdown; charset=utf-8"})
@@ -269,7 +269,7 @@ def test_api_summarize_markdown_and_json(summarizer) -> None:  # noqa: ANN001
         assert [s["heading_path"] for s in r.json()["sections"]] == ["제목"]
 
 
-def test_api_rejects_oversize_bodies_with_413(summarizer) -> None:  # noqa: ANN001
+def test_api_rejects_oversize_bodies_with_413(summarizer) -> None:
     body = DOC.read_bytes()
     with _client(summarizer, max_bytes=4096) as c:
         r = c.post("/summarize", content=body)
@@ -280,7 +280,7 @@ def test_api_rejects_oversize_bodies_with_413(summarizer) -> None:  # noqa: ANN0
         assert c.post("/summarize", content=body[:4000].decode("utf-8", "ignore").encode()).status_code == 200
 
 
-def test_api_invalid_input_gets_a_clear_4xx(summarizer) -> None:  # noqa: ANN001
+def test_api_invalid_input_gets_a_clear_4xx(summarizer) -> None:
     with _client(summarizer) as c:
         r = c.post("/summarize", content=b"# ok\n\nbad \xff\xfe here")
         assert r.status_code in (400, 422)
@@ -301,7 +301,7 @@ def test_api_invalid_input_gets_a_clear_4xx(summarizer) -> None:  # noqa: ANN001
         assert r.status_code == 404 and r.json() == {"error": "Not Found"}
 
 
-def test_api_health_and_model_card(summarizer, model_dir: Path) -> None:  # noqa: ANN001
+def test_api_health_and_model_card(summarizer, model_dir: Path) -> None:
     with _client(summarizer) as c:
         h = c.get("/health")
         assert h.status_code == 200 and h.json()["status"] == "ok"
@@ -315,14 +315,14 @@ def test_api_health_and_model_card(summarizer, model_dir: Path) -> None:  # noqa
         assert m["serving"]["profile"] == "tiny" and m["serving"]["quantize"] is None
 
 
-def test_api_eight_concurrent_requests_are_all_answered_and_batched(summarizer) -> None:  # noqa: ANN001
+def test_api_eight_concurrent_requests_are_all_answered_and_batched(summarizer) -> None:
     text = DOC.read_text(encoding="utf-8")
     docs = [text] + [_body_of(text, "## 검색 단계") + f"\n\n추가 문단 {i}.\n" for i in range(7)]
     before = dict(summarizer.stats)
     with _client(summarizer) as c, ThreadPoolExecutor(8) as pool:
         barrier = threading.Barrier(8)
 
-        def one(i: int):  # noqa: ANN202
+        def one(i: int):
             barrier.wait()
             return c.post("/summarize", json={"text": docs[i], "doc_id": f"d{i}"})
 
@@ -337,10 +337,10 @@ def test_api_eight_concurrent_requests_are_all_answered_and_batched(summarizer) 
     assert summarizer.stats["max_batch"] == summarizer.batch_size
 
 
-def test_api_timeout_is_504_and_errors_never_leak_a_traceback(summarizer, monkeypatch) -> None:  # noqa: ANN001
+def test_api_timeout_is_504_and_errors_never_leak_a_traceback(summarizer, monkeypatch) -> None:
     real = summarizer._generate_batch
 
-    def slow(texts):  # noqa: ANN001, ANN202
+    def slow(texts):
         time.sleep(0.6)
         return real(texts)
 
@@ -349,7 +349,7 @@ def test_api_timeout_is_504_and_errors_never_leak_a_traceback(summarizer, monkey
         r = c.post("/summarize", content="# 제목\n\n본문이다.\n".encode())
         assert r.status_code == 504 and "not ready within 0.2s" in r.json()["error"]
 
-    def broken(texts):  # noqa: ANN001, ANN202
+    def broken(texts):
         raise RuntimeError("secret internals at /opt/weights")
 
     monkeypatch.setattr(summarizer, "_generate_batch", broken)
@@ -362,7 +362,7 @@ def test_api_timeout_is_504_and_errors_never_leak_a_traceback(summarizer, monkey
         assert c.post("/summarize", content="# 제목\n\n본문이다.\n".encode()).status_code == 200
 
 
-def test_real_uvicorn_on_loopback(summarizer) -> None:  # noqa: ANN001
+def test_real_uvicorn_on_loopback(summarizer) -> None:
     import httpx
 
     from summ_assets.serving import BackgroundServer, create_app

@@ -13,7 +13,7 @@ _TMP = Path(tempfile.mkdtemp(prefix="summ-tok-"))
 
 
 @functools.lru_cache(maxsize=1)
-def tiny_tokenizer():  # noqa: ANN201
+def tiny_tokenizer():
     from summ_assets.core.models import train_tiny_tokenizer
 
     texts = [p.read_text(encoding="utf-8") for p in sorted((BUNDLED / "raw").glob("*.md"))[:12]]

@@ -38,21 +38,21 @@ def _eot(tok_dir: Path) -> int:
     return AutoTokenizer.from_pretrained(tok_dir).convert_tokens_to_ids("<end_of_turn>")
 
 
-def crash_at_step(trainer_cls_factory, step: int):  # noqa: ANN001, ANN201
+def crash_at_step(trainer_cls_factory, step: int):
     """A stand-in for a module's trainer-class factory whose trainers raise KeyboardInterrupt (a
     simulated crash) at the end of optimizer step `step`."""
     from transformers import TrainerCallback
 
     class Crash(TrainerCallback):
-        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+        def on_step_end(self, args, state, control, **kw):
             if state.global_step == step:
                 raise KeyboardInterrupt("simulated crash")
 
-    def factory():  # noqa: ANN202
+    def factory():
         base = trainer_cls_factory()
 
         class Crashing(base):
-            def __init__(self, *a, callbacks=None, **kw):  # noqa: ANN001
+            def __init__(self, *a, callbacks=None, **kw):
                 super().__init__(*a, callbacks=[*(callbacks or []), Crash()], **kw)
 
         return Crashing
@@ -170,13 +170,13 @@ def test_student_selection_on_val_rouge_stops_early_and_keeps_the_best_epoch(
     snapshots: list[dict[str, torch.Tensor]] = []
     scores = iter([0.30, 0.50, 0.40, 0.45, 0.10])  # best after epoch 2, then two epochs without gain
 
-    def fake_scorer(model) -> float:  # noqa: ANN001
+    def fake_scorer(model) -> float:
         snapshots.append({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
         return next(scores)
 
     real = early_stopping.rouge_selection_callback
 
-    def with_fake(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+    def with_fake(*a, **kw):
         return real(*a, **kw, scorer=fake_scorer)
 
     profile = replace(

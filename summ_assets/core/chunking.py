@@ -327,10 +327,3 @@ def split_markdown(
             pos += len(part_text)
             ordinal += 1
     return doc
-
-
-def sections_for_cli(path: str, max_tokens: int = 384) -> list[tuple[str, int, int]]:
-    """(heading path, part, n_parts) per section, with a char counter — for quick corpus checks."""
-    with open(path, encoding="utf-8-sig") as fh:
-        doc = split_markdown(fh.read(), CharCounter(2), doc_id=path, max_tokens=max_tokens)
-    return [(s.heading_path, s.part, s.n_parts) for s in doc.sections]

@@ -40,13 +40,6 @@ def partition_key(doc_id: str) -> str:
     return f"{slug}-{digest}"
 
 
-def source_of(doc_id: str) -> str:
-    for src in sorted(SOURCES, key=len, reverse=True):
-        if doc_id.startswith(src + "/"):
-            return src
-    raise DocumentError(f"{doc_id}: not under one of the data sources {SOURCES}")
-
-
 def discover(data_root: Path, sources: tuple[str, ...] = SOURCES) -> dict[str, str]:
     """{partition key: doc id} for every supported file under the sources (sorted, deterministic).
 

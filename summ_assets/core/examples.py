@@ -15,7 +15,7 @@ def example_key(input_ids: list[int]) -> str:
 
 def build_examples(
     rows: list[dict[str, Any]], tokenizer: Any, max_prompt_tokens: int, max_summary_tokens: int
-):
+) -> list[dict[str, Any]]:
     """rows with section_id/text/summary -> list of {example_key, section_id, input_ids, completion_start}."""
     out = []
     for r in rows:

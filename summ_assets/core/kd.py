@@ -138,7 +138,7 @@ def sparse_kd_loss(
 
 def dense_kd_loss(
     student_logits: Any, teacher_logprobs: Any, temperature: float = 1.0, divergence: str = "forward_kl"
-):
+) -> Any:
     """Reference: the same divergence over the full vocabulary (tests compare against this)."""
     import torch
 

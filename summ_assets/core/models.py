@@ -226,7 +226,7 @@ def resolve_pretrained(source: str, out_dir: Path) -> dict[str, Any]:
 
         try:
             path = snapshot_download(source, local_files_only=True)
-        except Exception as exc:  # noqa: BLE001 - re-raised with the setting to change
+        except Exception as exc:
             raise RuntimeError(
                 f"model {source!r} is not a local folder and HF_HUB_OFFLINE=1 forbids downloading it; "
                 "point SUMM_TEACHER_SOURCE / SUMM_STUDENT_SOURCE at a local save_pretrained folder"

@@ -8,7 +8,7 @@ Every config dataclass validates itself in ``__post_init__`` (so ``dataclasses.r
 rebuilding from a dict are checked too): a field with a fixed set of values must hold one of the
 tuples below (import them instead of repeating the strings), numbers must lie in their range, and a
 bad value raises `ProfileError` naming the class, the field, the value and what is allowed.
-Why the shipped values are what they are (sweeps, probes): docs/experiments.md.
+Why the shipped values are what they are (sweeps, probes): README 'Why each setting'.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ class TeacherConfig:
     target_modules: tuple[str, ...] = ALL_PROJECTIONS
     save_steps: int = 50
     load_in_4bit: bool = False
-    # embedding rows trained besides the adapter (peft `trainable_token_indices`); docs/experiments.md
+    # embedding rows trained besides the adapter (peft `trainable_token_indices`); README 'Why each setting'
     train_tokens: tuple[str, ...] = (END_OF_TURN,)
 
     def __post_init__(self) -> None:
@@ -204,7 +204,7 @@ class StudentConfig:
     batch_size: int = 2
     grad_accum: int = 1
     learning_rate: float = 2e-4
-    alpha: float = 0.5  # weight of the KD term; (1 - alpha) weights CE; see docs/experiments.md
+    alpha: float = 0.5  # weight of the KD term; (1 - alpha) weights CE; see README 'Why each setting'
     temperature: float = 1.0
     divergence: str = "forward_kl"  # DIVERGENCES
     lora_r: int = 16
@@ -214,7 +214,7 @@ class StudentConfig:
     # model selection: greedy val ROUGE-Lsum after each epoch, keep the best epoch's weights
     select_on_val_rouge: bool = True
     early_stopping_patience: int = 1  # epochs without improvement before stopping (0 = never)
-    # seq-KD: teacher summaries of this many unlabelled sections (None = all, 0 = off); docs/experiments.md
+    # seq-KD: teacher summaries of this many unlabelled sections (None = all, 0 = off); README 'Why each setting'
     seqkd_max_examples: int | None = 0
 
     def __post_init__(self) -> None:
@@ -306,7 +306,7 @@ TINY = Profile(
         learning_rate=3e-3,
         lora_r=8,
         lora_alpha=16,
-        train_tokens=(),  # off for random-weight models; see docs/experiments.md
+        train_tokens=(),  # off for random-weight models; see README 'Why each setting'
     ),
     cache=CacheConfig(mode="topk", k=16, batch_size=8),
     student=StudentConfig(
@@ -343,11 +343,11 @@ DEMO = Profile(
     ),
     cache=CacheConfig(mode="topk", k=32, batch_size=8),
     student=StudentConfig(
-        source="prune:0,1,2,3,4,5,10,11,12,13,14,15,16,17",  # layers 6-9 dropped; see docs/experiments.md
+        source="prune:0,1,2,3,4,5,10,11,12,13,14,15,16,17",  # layers 6-9 dropped; see README 'Why each setting'
         epochs=1,
         batch_size=4,
         learning_rate=1e-4,
-        alpha=0.5,  # swept; see docs/experiments.md
+        alpha=0.5,  # swept; see README 'Why each setting'
         temperature=1.0,
         save_steps=12,
     ),

@@ -17,8 +17,6 @@ from summ_assets.core.profiles import Profile
 
 log = logging.getLogger(__name__)
 
-HEADLINE = ("rougeLsum_f", "bertscore_f")
-
 
 def folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))

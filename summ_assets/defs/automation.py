@@ -48,7 +48,9 @@ def _will_run(instance: dg.DagsterInstance, run_key: str) -> bool:
     "are kept), requests ingestion of new or changed documents (file hash vs the partition's data "
     "version), and re-runs corpus_manifest + summary_dataset when only the labels changed.",
 )
-def new_data_sensor(context: dg.SensorEvaluationContext, settings: SummSettings):
+def new_data_sensor(
+    context: dg.SensorEvaluationContext, settings: SummSettings
+) -> dg.SensorResult | dg.SkipReason:
     instance = context.instance
     sync = plan_partitions(instance, settings.data_root)
     add, drop = sync.add, sync.drop
@@ -100,7 +102,7 @@ def new_data_sensor(context: dg.SensorEvaluationContext, settings: SummSettings)
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Nightly: materialize only the stale or missing assets of the model half.",
 )
-def nightly_stale_retrain(context: dg.ScheduleEvaluationContext):
+def nightly_stale_retrain(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
     return dg.RunRequest(stale_assets_only=True)
 
 

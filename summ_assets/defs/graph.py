@@ -27,8 +27,3 @@ def model_half(assets: Iterable[dg.AssetsDefinition]) -> tuple[str, ...]:
     }
     graph = AssetGraph.from_assets(assets)
     return tuple(k.to_user_string() for k in graph.toposorted_asset_keys if k.to_user_string() in keep)
-
-
-def partitioned(assets: Iterable[dg.AssetsDefinition]) -> tuple[str, ...]:
-    """Keys of the per-document (partitioned) assets, sorted."""
-    return tuple(sorted(_key(a) for a in assets if a.partitions_def is not None))

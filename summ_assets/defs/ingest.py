@@ -1,6 +1,7 @@
 """Front half: raw documents (one partition each) -> sections -> manifest -> labelled splits."""
 
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -168,7 +169,9 @@ def corpus_manifest(context: dg.AssetExecutionContext, settings: SummSettings) -
     check_specs=[dg.AssetCheckSpec("labels_valid", asset="summary_dataset")],
     description="Sections joined with data/labels/*.jsonl into stable train/val/test_* splits (+ unlabelled).",
 )
-def summary_dataset(context: dg.AssetExecutionContext, settings: SummSettings, corpus_manifest: str):
+def summary_dataset(
+    context: dg.AssetExecutionContext, settings: SummSettings, corpus_manifest: str
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
     import pyarrow.parquet as pq
 
     profile = settings.get_profile()

@@ -147,14 +147,6 @@ class ComputeResource(dg.ConfigurableResource):
             getattr(log, level)(f"compute: {msg}")
         return configured
 
-    def max_memory_map(self) -> dict[int | str, str] | None:
-        """`max_memory` for `from_pretrained(device_map="auto", max_memory=...)`: the cap on every GPU."""
-        if not self.max_memory:
-            return None
-        import torch
-
-        return {i: self.max_memory.strip() for i in range(torch.cuda.device_count())}
-
 
 def default_resources() -> dict[str, object]:
     """settings, compute and the IO manager (the Pipes client is added by `summ_assets.definitions`)."""

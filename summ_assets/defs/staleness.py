@@ -1,7 +1,7 @@
 """What is stale? Dagster's own resolver (the one behind the UI's 'Materialize unsynced') on our graph,
 plus the file-content check Dagster cannot do for a materialized source (a changed document)."""
 
-from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
 
@@ -21,13 +21,7 @@ def resolver(instance: dg.DagsterInstance, assets: list) -> object:
     return CachingStaleStatusResolver(instance=instance, asset_graph=graph, loading_context=view)
 
 
-@dataclass
-class Plan:
-    stale: dict[str, list[str]] = field(default_factory=dict)  # key -> causes
-    fresh: list[str] = field(default_factory=list)
-
-
-def status_of(res, key: str, partition: str | None = None) -> tuple[str, list[str]]:
+def status_of(res: Any, key: str, partition: str | None = None) -> tuple[str, list[str]]:
     from dagster._core.definitions.data_version import StaleStatus
 
     st = res.get_status(dg.AssetKey(key), partition)

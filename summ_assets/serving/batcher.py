@@ -151,7 +151,7 @@ class MicroBatcher(Generic[T, R]):
                     raise RuntimeError(
                         f"{self.name}: run_batch returned {len(results)} results for {len(picks)} items"
                     )
-            except Exception as exc:  # noqa: BLE001 - every request in the batch gets the error
+            except Exception as exc:
                 _fail(in_batch, exc)
                 active = [r for r in active if not any(r is b for b in in_batch)]
                 continue

@@ -208,7 +208,7 @@ def load_model(
         # the pipeline's one loader: same dtype handling and Gemma attention as the evaluation that
         # promoted the model (device_map is explicit here: one GPU, or bitsandbytes' placement)
         model = load_causal_lm(path, dtype, device, device_map=kwargs.pop("device_map", None), **kwargs)
-    except Exception as exc:  # noqa: BLE001 - surfaced as one clear error
+    except Exception as exc:
         raise ServingError(f"cannot load the model from {path}: {type(exc).__name__}: {exc}") from exc
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
