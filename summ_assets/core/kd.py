@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from summ_assets.core.early_stopping import rouge_selection_callback
+from summ_assets.core import early_stopping
 from summ_assets.core.lm import (
     completion_logits,
     mean_completion_loss,
@@ -331,7 +331,9 @@ def train_student(
     # one epoch or less: nothing to select between (the evaluation report scores the final model)
     multi_epoch = cfg.epochs > 1 or cfg.max_steps > math.ceil(len(train_examples) / cfg.batch_size)
     if val_rows and cfg.select_on_val_rouge and multi_epoch:
-        selection = rouge_selection_callback(tok, val_rows, profile, cfg.early_stopping_patience, progress)
+        selection = early_stopping.rouge_selection_callback(
+            tok, val_rows, profile, cfg.early_stopping_patience, progress
+        )
         trainer.add_callback(selection)
     resume = last_checkpoint(work_dir)
     t0 = time.time()
