@@ -7,7 +7,9 @@ Each line it prints is one training run; the README's "Distillation notes" recor
 
     .venv/bin/python -m benchmarks.tune_kd alpha=0.0 alpha=0.5 alpha=0.5,divergence=reverse_kl
 
-A setting is comma-separated `field=value` overrides of the profile's StudentConfig.
+A setting is comma-separated `field=value` overrides of the profile's StudentConfig. A setting with
+another `temperature` than the demo cache's capture temperature trains on a cache re-captured at that
+temperature (teacher forward once per temperature, kept under artifacts/_sweep/), so KD at T is exact.
 """
 
 from __future__ import annotations
@@ -70,6 +72,23 @@ def _seqkd_examples(root: Path, dataset: str, tok: object, profile: object) -> l
     return pseudo_examples({"path": str(out), "n": stats["n"]}, tok, profile, spec)
 
 
+def cache_at(root: Path, spec: object, temperature: float, train: list[dict], profile: object) -> object:
+    """The demo's training examples scored by its teacher at `temperature` (cached under _sweep/)."""
+    from dataclasses import replace as dc_replace
+
+    from summ_assets.core import logits_cache as lc
+    from summ_assets.core.models import load_causal_lm
+
+    spec_t = dc_replace(spec, temperature=temperature)
+    folder = root / "_sweep" / f"cache-T{temperature:g}"
+    if not lc.shard_files(folder):
+        teacher = load_causal_lm(_load("teacher_adapter", root)["merged"])
+        rows = lc.capture(teacher, train, spec_t, 0, profile.cache.batch_size, profile.seed)
+        lc.write_shard(rows, folder / "part-sweep.parquet", spec_t, profile.cache.rows_per_group)
+        print(f"captured the teacher at T={temperature:g}: {folder}", flush=True)
+    return spec_t, lc.load(folder, spec_t, {e["example_key"] for e in train})
+
+
 def main(settings: list[str]) -> None:
     use_offline_env()
     import torch
@@ -116,14 +135,19 @@ def main(settings: list[str]) -> None:
         alpha = prof.student.alpha
         tag = (setting.replace("=", "").replace(",", "_") or "default") + os.environ.get("TUNE_TAG", "")
         t0 = time.time()
+        run_spec, run_train = spec, kd_train
+        if alpha > 0 and prof.student.temperature != spec.temperature:
+            run_spec, cache_t = cache_at(root, spec, prof.student.temperature, train, profile)
+            run_train = attach_teacher(train, cache_t)
         metrics = train_student(
             Path(base["path"]),
-            kd_train if alpha > 0 else train,
+            run_train if alpha > 0 else train,
             [],
             prof,
             out_root / "_work" / tag,
             out_root / tag,
             alpha=alpha,
+            teacher_spec=run_spec,
         )
         model = load_causal_lm(out_root / tag)
         from summ_assets.core.lm import mean_completion_loss

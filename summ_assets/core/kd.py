@@ -1,11 +1,30 @@
 """Knowledge distillation from cached sparse teacher targets.
 
-Loss per summary position: ``alpha * T^2 * D(p_T || q_T) + (1 - alpha) * CE``, where the teacher
-distribution p is known on K stored ids plus one tail bucket (everything else), and the student's
-q is taken at the same ids plus its own exact tail mass. D is forward KL (default), reverse KL or
-JSD(0.5). Re-tempering: stored log-probs are at T=1; p_T ∝ p^(1/T) on the stored ids, and the tail
-is re-tempered assuming its mass is spread uniformly over the V-K unstored ids (exact when the
-tail is empty, i.e. when the cache holds the full support, and exact at T=1).
+Loss per summary position: ``alpha * T^2 * D(p_T || q_T) + (1 - alpha) * CE``, token-level: the sum
+over every summary position of the accumulated batch divided by their count (``num_items_in_batch``),
+so gradient accumulation gives the gradients of one large batch.
+
+What is exact (README "Distillation notes"):
+- Buckets. The teacher is known on the K stored ids plus one tail bucket (all other ids together).
+  The student's distribution is coarsened to the same K+1 buckets (q_T at the stored ids, and its
+  exact remaining mass, computed in O(K)). D is computed exactly between the two bucketed
+  distributions: for top-k with K = V this is the dense divergence; otherwise it is the divergence
+  of the coarsened pair (a lower bound on the dense one; the within-tail part is not seen).
+- Temperature. T acts through the cache: `logits_cache.capture` stores p_T = softmax(z / T) at the
+  *capture temperature*, so the stored log-probs and the tail bucket are the exact tempered ones.
+  When a cache is used at another temperature (`capture_temperature` != T), the K+1 buckets are
+  re-tempered as K+1 tokens (the tail as one bucket): p^(T_c/T) renormalized. That is exact when the
+  tail is empty and otherwise a stated approximation (it gives the tail less tempered mass than the
+  truth for T > T_c); the pipeline never needs it (teacher_logits captures at the student's T).
+- Divergences. Forward KL: a bucket the teacher gives no mass contributes 0. JSD(0.5): the student's
+  tail always counts; it is bounded (log 2), so an empty teacher tail is fine. Reverse KL: the
+  student's tail always counts; where the teacher stored no tail (it held < 1e-5 of the mass, the
+  capture threshold) its tail is floored at `TAIL_FLOOR` = 1e-5 (the stored ids scaled by 1 - floor),
+  so the student pays for mass outside the teacher's support instead of it going unpenalised.
+- Sampled targets (count/N of N draws from p_T): unbiased for the forward-KL gradient at the capture
+  temperature only (it is linear in the target). Reverse KL, JSD and re-tempering are nonlinear in
+  the target and hence biased: `sparse_kd_loss` refuses them for sampled targets, and the profile
+  refuses a sampled cache with another divergence.
 """
 
 from __future__ import annotations
@@ -25,6 +44,7 @@ from summ_assets.core.lm import (
     set_threads,
     trainer_kwargs,
 )
+from summ_assets.core.logits_cache import CacheSpec
 from summ_assets.core.lora import last_checkpoint
 from summ_assets.core.models import (
     count_parameters,
@@ -34,9 +54,12 @@ from summ_assets.core.models import (
     token_ids,
     train_embedding_rows,
 )
-from summ_assets.core.profiles import DIVERGENCES
+from summ_assets.core.profiles import DIVERGENCES, Profile, StudentConfig
 
 log = logging.getLogger(__name__)
+
+
+TAIL_FLOOR = 1e-5  # reverse KL: the teacher's tail where it stored none (the capture threshold)
 
 
 def _log_bucket_dist(lp_sel: Any, log_tail: Any) -> Any:
@@ -46,40 +69,37 @@ def _log_bucket_dist(lp_sel: Any, log_tail: Any) -> Any:
     return torch.cat([lp_sel, log_tail.unsqueeze(-1)], dim=-1)
 
 
-def teacher_buckets(t_lp: Any, t_tail: Any, valid: Any, temperature: float, vocab_size: int) -> Any:
-    """Teacher [N, K+1] log distribution at temperature T (invalid slots -> -inf)."""
+def teacher_buckets(t_lp: Any, t_tail: Any, valid: Any, retemper: float = 1.0) -> Any:
+    """Teacher [N, K+1] log distribution (invalid slots -> -inf), as cached, or re-tempered by
+    `retemper` = T / T_capture with the tail as one bucket (p^(1/retemper), renormalized)."""
     import torch
 
     neg_inf = torch.tensor(float("-inf"), device=t_lp.device)
-    lp = torch.where(valid, t_lp.float(), neg_inf)
-    tail = t_tail.float()
-    if temperature != 1.0:
-        n_tail = (vocab_size - valid.sum(-1)).clamp(min=1).float()
-        lp = lp / temperature
-        # uniform tail: each of n_tail ids has p = tail / n_tail -> tempered (tail/n)^(1/T) * n
-        tail = (tail - n_tail.log()) / temperature + n_tail.log()
-    dist = _log_bucket_dist(lp, tail)
+    dist = _log_bucket_dist(torch.where(valid, t_lp.float(), neg_inf), t_tail.float())
+    if retemper != 1.0:
+        dist = dist / retemper
     return dist - torch.logsumexp(dist, dim=-1, keepdim=True)
 
 
-def student_buckets(logq: Any, t_ids: Any, valid: Any, teacher_tail_empty: Any, renormalize: bool) -> Any:
-    """Student [N, K+1] log distribution from its log-probs `logq` [N, V]: log q at the teacher's ids
-    plus the mass of every other id, 1 - sum(q_sel), computed in O(K) (no second vocabulary pass).
+def floor_empty_tail(logp: Any, tail_empty: Any, floor: float = TAIL_FLOOR) -> Any:
+    """Where the teacher's tail bucket is empty: tail = `floor`, stored ids scaled by (1 - floor)."""
+    import torch
 
-    Where the teacher stored no tail (full support, or sampled targets) and `renormalize` is set
-    (reverse KL / JSD), the student is renormalized over the stored ids and its tail bucket dropped:
-    those divergences are infinite otherwise. Forward KL ignores a bucket the teacher gives no mass.
-    """
+    floored = torch.cat(
+        [logp[:, :-1] + math.log1p(-floor), torch.full_like(logp[:, -1:], math.log(floor))], -1
+    )
+    return torch.where(tail_empty.unsqueeze(-1), floored, logp)
+
+
+def student_buckets(logq: Any, t_ids: Any, valid: Any) -> Any:
+    """Student [N, K+1] log distribution from its log-probs `logq` [N, V]: log q at the teacher's ids
+    plus the mass of every other id, 1 - sum(q_sel), computed in O(K) (no second vocabulary pass)."""
     import torch
 
     neg_inf = torch.tensor(float("-inf"), device=logq.device)
     sel = torch.where(valid, logq.gather(-1, t_ids.clamp(min=0)), neg_inf)
     covered = torch.logsumexp(sel, dim=-1, keepdim=True)
     tail = torch.log(-torch.expm1(covered.clamp(max=-1e-6))).squeeze(-1)
-    if renormalize:
-        empty = teacher_tail_empty.unsqueeze(-1)
-        sel = torch.where(empty, sel - covered, sel)
-        tail = torch.where(teacher_tail_empty, neg_inf, tail)
     return _log_bucket_dist(sel, tail)
 
 
@@ -101,6 +121,16 @@ def _kl(logp: Any, logq: Any) -> Any:
     return (p * diff).sum(-1)
 
 
+def bucket_divergence(logp: Any, logq: Any, divergence: str) -> Any:
+    """Per-row D(p || q) between two log distributions over the same buckets (or the full vocabulary)."""
+    if divergence == "forward_kl":
+        return _kl(logp, logq)
+    if divergence == "reverse_kl":
+        return _kl(logq, logp)
+    m = _log_mixture(logp, logq)
+    return 0.5 * _kl(logp, m) + 0.5 * _kl(logq, m)
+
+
 def sparse_kd_loss(
     student_logits: Any,
     t_ids: Any,
@@ -110,48 +140,50 @@ def sparse_kd_loss(
     temperature: float = 1.0,
     divergence: str = "forward_kl",
     student_logq: Any = None,
+    capture_temperature: float | None = None,
+    sampled: bool = False,
+    reduction: str = "mean",
 ) -> Any:
-    """Mean over positions of T^2 * D(teacher || student) on K+1 buckets. Inputs are [N, V] / [N, K] / [N].
+    """T^2 * D(teacher || student) on K+1 buckets, averaged (or summed) over positions.
 
-    `student_logq` (log_softmax of the logits at T=1) may be passed to reuse the CE pass when T == 1.
+    Inputs are [N, V] / [N, K] / [N]. `capture_temperature` (default: `temperature`) is the
+    temperature the cached targets were stored at; `sampled` marks sampled targets (forward KL at the
+    capture temperature only). `student_logq` (log_softmax of the logits at T=1) may be passed to
+    reuse the CE pass when T == 1.
     """
     import torch
 
     if divergence not in DIVERGENCES:
         raise ValueError(f"divergence must be one of {DIVERGENCES}, got {divergence!r}")
+    t_cap = temperature if capture_temperature is None else capture_temperature
+    if sampled and (divergence != "forward_kl" or t_cap != temperature):
+        raise ValueError(
+            f"sampled teacher targets are unbiased only for forward KL at their capture temperature "
+            f"(got divergence={divergence!r}, T={temperature}, captured at T={t_cap}): use a top-k cache "
+            "(cache.mode='topk') or divergence='forward_kl' with the cache captured at the student's T"
+        )
     valid = (t_ids >= 0) & torch.isfinite(t_logprobs.float())
-    logp = teacher_buckets(t_logprobs, t_tail, valid, temperature, student_logits.shape[-1])
+    logp = teacher_buckets(t_logprobs, t_tail, valid, temperature / t_cap)
     if student_logq is None or temperature != 1.0:
         scaled = student_logits.float() if temperature == 1.0 else student_logits.float() / temperature
         student_logq = torch.log_softmax(scaled, dim=-1)
-    tail_empty = ~torch.isfinite(t_tail.float())
-    logq = student_buckets(student_logq, t_ids, valid, tail_empty, renormalize=divergence != "forward_kl")
-    if divergence == "forward_kl":
-        per = _kl(logp, logq)
-    elif divergence == "reverse_kl":
-        per = _kl(logq, logp)
-    else:
-        m = _log_mixture(logp, logq)
-        per = 0.5 * _kl(logp, m) + 0.5 * _kl(logq, m)
-    return per.mean() * temperature**2
+    logq = student_buckets(student_logq, t_ids, valid)
+    if divergence == "reverse_kl":
+        logp = floor_empty_tail(logp, ~torch.isfinite(logp[:, -1]))
+    per = bucket_divergence(logp, logq, divergence) * temperature**2
+    return per.sum() if reduction == "sum" else per.mean()
 
 
 def dense_kd_loss(
     student_logits: Any, teacher_logprobs: Any, temperature: float = 1.0, divergence: str = "forward_kl"
 ) -> Any:
-    """Reference: the same divergence over the full vocabulary (tests compare against this)."""
+    """Reference: the same divergence over the full vocabulary at temperature T (tests and benchmarks
+    compare against this)."""
     import torch
 
     logp = torch.log_softmax(teacher_logprobs.float() / temperature, -1)
     logq = torch.log_softmax(student_logits.float() / temperature, -1)
-    if divergence == "forward_kl":
-        per = _kl(logp, logq)
-    elif divergence == "reverse_kl":
-        per = _kl(logq, logp)
-    else:
-        m = torch.logsumexp(torch.stack([logp, logq]), dim=0) - math.log(2.0)
-        per = 0.5 * _kl(logp, m) + 0.5 * _kl(logq, m)
-    return per.mean() * temperature**2
+    return bucket_divergence(logp, logq, divergence).mean() * temperature**2
 
 
 class CacheAlignmentError(ValueError):
@@ -219,21 +251,29 @@ def _trainer_cls() -> Any:
             alpha: float = 0.5,
             temperature: float = 1.0,
             divergence: str = "forward_kl",
+            capture_temperature: float | None = None,
+            sampled: bool = False,
             **kw: Any,
         ):
             super().__init__(*a, **kw)
             self.alpha, self.temperature, self.divergence = alpha, temperature, divergence
+            self.capture_temperature, self.sampled = capture_temperature, sampled
+            # our compute_loss takes num_items_in_batch (the summary positions of the whole accumulated
+            # batch) and normalizes by it, so the Trainer counts them and does not divide by grad_accum
+            self.model_accepts_loss_kwargs = True
             self.kd_log: list[tuple[int, float, float]] = []
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
             logits, targets, _ = completion_logits(
                 model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
             )
+            n = max(int(targets.numel()), 1)
+            denom = num_items_in_batch if num_items_in_batch is not None else n
             logq = torch.log_softmax(logits, dim=-1)  # one vocabulary pass shared by CE and KD (T=1)
-            ce = F.nll_loss(logq, targets)
-            loss = ce
+            ce_sum = F.nll_loss(logq, targets, reduction="sum")
+            loss = ce_sum / denom
             if self.alpha > 0 and "teacher_ids" in inputs:
-                kd = sparse_kd_loss(
+                kd_sum = sparse_kd_loss(
                     logits,
                     inputs["teacher_ids"],
                     inputs["teacher_logprobs"],
@@ -241,13 +281,23 @@ def _trainer_cls() -> Any:
                     temperature=self.temperature,
                     divergence=self.divergence,
                     student_logq=logq,
+                    capture_temperature=self.capture_temperature,
+                    sampled=self.sampled,
+                    reduction="sum",
                 )
-                loss = self.alpha * kd + (1 - self.alpha) * ce
+                loss = (self.alpha * kd_sum + (1 - self.alpha) * ce_sum) / denom
                 if model.training:
-                    self.kd_log.append((self.state.global_step, kd.item(), ce.item()))
+                    self.kd_log.append((self.state.global_step, kd_sum.item() / n, ce_sum.item() / n))
             return (loss, {"loss": loss}) if return_outputs else loss
 
     return DistillationTrainer
+
+
+def runs_several_epochs(cfg: StudentConfig, n_examples: int) -> bool:
+    """Whether training passes over the data more than once (an optimizer step consumes
+    batch_size * grad_accum examples): only then is there an epoch to select."""
+    steps_per_epoch = math.ceil(n_examples / (cfg.batch_size * cfg.grad_accum))
+    return cfg.epochs > 1 or cfg.max_steps > steps_per_epoch
 
 
 def freeze_embeddings(model: Any) -> None:
@@ -265,15 +315,19 @@ def train_student(
     base_dir: Path,
     train_examples: list[dict[str, Any]],
     val_examples: list[dict[str, Any]],
-    profile: Any,
+    profile: Profile,
     work_dir: Path,
     out_dir: Path,
     *,
     alpha: float,
     progress: Any = None,
     val_rows: list[dict[str, Any]] | None = None,
+    teacher_spec: CacheSpec | None = None,
 ) -> dict[str, Any]:
     """Train the student (full or LoRA) on examples (with `teacher` rows when alpha > 0).
+
+    `teacher_spec`: the spec of the cache the teacher rows come from (its capture temperature and
+    mode decide how the KD term reads them; None = captured at the student's temperature, top-k).
 
     With `val_rows` (text + summary) and ``cfg.select_on_val_rouge``, val ROUGE-L is scored after each
     epoch, training stops after ``cfg.early_stopping_patience`` epochs without improvement, and the
@@ -326,11 +380,12 @@ def train_student(
         alpha=alpha,
         temperature=cfg.temperature,
         divergence=cfg.divergence,
+        capture_temperature=teacher_spec.temperature if teacher_spec is not None else None,
+        sampled=teacher_spec is not None and teacher_spec.mode == "sampled",
     )
     selection = None
     # one epoch or less: nothing to select between (the evaluation report scores the final model)
-    multi_epoch = cfg.epochs > 1 or cfg.max_steps > math.ceil(len(train_examples) / cfg.batch_size)
-    if val_rows and cfg.select_on_val_rouge and multi_epoch:
+    if val_rows and cfg.select_on_val_rouge and runs_several_epochs(cfg, len(train_examples)):
         selection = early_stopping.rouge_selection_callback(
             tok, val_rows, profile, cfg.early_stopping_patience, progress
         )

@@ -51,13 +51,17 @@ def completion_logits(model: Any, input_ids: Any, attention_mask: Any, labels: A
     return logits, labels[:, 1:][mask], mask
 
 
-def completion_ce(model: Any, batch: dict[str, Any]) -> Any:
+def completion_ce(model: Any, batch: dict[str, Any], num_items: Any = None) -> Any:
+    """CE over the summary positions of `batch`: their mean, or their sum / `num_items` (the positions
+    of the whole accumulated batch, so accumulation reproduces one large batch's gradient)."""
     import torch.nn.functional as F
 
     logits, targets, _ = completion_logits(
         model, batch["input_ids"], batch["attention_mask"], batch["labels"]
     )
-    return F.cross_entropy(logits, targets)
+    if num_items is None:
+        return F.cross_entropy(logits, targets)
+    return F.cross_entropy(logits, targets, reduction="sum") / num_items
 
 
 def pad_batch(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:

@@ -8,11 +8,18 @@ Schema (one row per example; the only place it is defined):
     positions     list<int32>       index j of each predicted summary token (row i predicts ids[j])
     target_ids    list<int32>       ids[j] (checked against the student's batch)
     token_ids     list<list<int32>> per position: top-k ids (mode=topk) or sampled unique ids
-    logprobs      list<list<float16>> per position: teacher log p (topk) or log(count/N) (sampled)
-    tail_logprob  list<float32>     per position: log(1 - sum p) of everything not stored (-inf if none)
+    logprobs      list<list<float16>> per position: teacher log p_T (topk) or log(count/N) (sampled)
+    tail_logprob  list<float32>     per position: log(1 - sum p_T) of everything not stored (-inf if none)
+
+p_T = softmax(z / T) is the teacher at the *capture temperature* T (the student's KD temperature):
+top-k stores the exact tempered log-probs of the k most likely ids and the exact tempered mass of
+all the others (one tail bucket); sampled stores N draws from p_T. Capturing at the training
+temperature is what makes KD at T exact (see `core/kd.py`); a T=1 cache cannot be re-tempered
+exactly, because the tail's tempered mass depends on how the tail is spread.
 
 File metadata (key ``summ_assets``): schema version, teacher fingerprint, tokenizer hash, chat
-template hash, mode, k/N, dtype. Readers refuse a cache whose fingerprint does not match.
+template hash, mode, k/N, capture temperature, dtype. Readers refuse a cache whose spec does not
+match.
 
 A cache version is a folder of shard files. A new version reuses (hard-links) the shards of the
 previous version whose fingerprint matches and scores only examples whose key is new.
@@ -67,11 +74,13 @@ class CacheSpec:
     teacher_fingerprint: str
     tokenizer_hash: str
     chat_template_hash: str
+    temperature: float = 1.0  # capture temperature: the teacher is stored as softmax(z / temperature)
 
     @classmethod
     def from_metadata(cls, meta: dict[str, Any]) -> CacheSpec:
         """The spec a cache's metadata (or an asset output's ``spec``) was written with."""
-        return cls(**{f: meta[f] for f in cls.__dataclass_fields__})
+        fields = {f: meta[f] for f in cls.__dataclass_fields__ if f != "temperature"}
+        return cls(**fields, temperature=float(meta.get("capture_temperature", 1.0)))
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -83,7 +92,7 @@ class CacheSpec:
             "teacher_fingerprint": self.teacher_fingerprint,
             "tokenizer_hash": self.tokenizer_hash,
             "chat_template_hash": self.chat_template_hash,
-            "capture_temperature": 1.0,
+            "capture_temperature": float(self.temperature),
         }
 
 
@@ -98,15 +107,21 @@ def tail_logprob(top_logprobs: Any, eps: float = 1e-5) -> Any:
 
 
 def sparse_targets(
-    logprobs: Any, mode: str, k: int, n_samples: int, generator: Any = None
+    logprobs: Any, mode: str, k: int, n_samples: int, generator: Any = None, temperature: float = 1.0
 ) -> tuple[Any, Any, Any]:
-    """From full-vocab teacher log-probs [N, V] -> (ids [N, K'], logprobs [N, K'], tail [N]).
+    """From full-vocab teacher log-probs [N, V] (at T=1) -> (ids [N, K'], logprobs [N, K'], tail [N])
+    of the teacher at `temperature`, p_T = softmax(log p / T).
 
-    topk: the k largest log-probs + the tail mass. sampled: N draws from p, unique ids with
-    log(count/N) (unbiased in expectation); padded with id -1 / -inf where fewer than K' unique.
+    topk: the k largest log p_T (the same ids as the k largest log p) + the exact tail mass.
+    sampled: N draws from p_T, unique ids with log(count/N): count/N is an unbiased estimate of p_T,
+    so the forward-KL gradient at this temperature, which is linear in the target, is unbiased too;
+    anything nonlinear in the target (re-tempering the counts, renormalizing them, reverse KL, JSD)
+    is not, and `core/kd.py` refuses it. Padded with id -1 / -inf where fewer than K' unique ids.
     """
     import torch
 
+    if temperature != 1.0:
+        logprobs = torch.log_softmax(logprobs.float() / temperature, dim=-1)
     if mode == "topk":
         lp, ids = logprobs.topk(min(k, logprobs.shape[-1]), dim=-1)
         return ids, lp, tail_logprob(lp)
@@ -137,7 +152,8 @@ def capture(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Teacher-forced pass over `examples`; full-vocab log_softmax at T=1 (softcapping on)."""
+    """Teacher-forced pass over `examples`; full-vocab log_softmax (softcapping on), stored at the
+    spec's capture temperature."""
     import torch
 
     model.eval()
@@ -153,7 +169,12 @@ def capture(
             if spec.mode == "sampled":
                 logp = logp.cpu()  # the sampler's generator lives on the CPU: the same draws on any device
             # top-k on the model's device: only [N, k] leaves a GPU, not the full [N, vocab] log-probs
-            ids, lp, tail = (t.cpu() for t in sparse_targets(logp, spec.mode, spec.k, spec.n_samples, gen))
+            ids, lp, tail = (
+                t.cpu()
+                for t in sparse_targets(
+                    logp, spec.mode, spec.k, spec.n_samples, gen, temperature=spec.temperature
+                )
+            )
         targets, mask = targets.cpu(), mask.cpu()
         offset = 0
         for r, ex in enumerate(chunk):
@@ -217,8 +238,9 @@ def check_compatible(meta: dict[str, Any], spec: CacheSpec, where: str) -> None:
         "teacher_fingerprint",
         "tokenizer_hash",
         "chat_template_hash",
+        "capture_temperature",
     ):
-        if meta.get(key) != want[key]:
+        if meta.get(key, 1.0 if key == "capture_temperature" else None) != want[key]:
             raise CacheMismatchError(
                 f"{where}: logit cache {key}={meta.get(key)!r} but the current run expects {want[key]!r}; "
                 "re-materialize teacher_logits for this teacher/tokenizer"

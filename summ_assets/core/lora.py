@@ -162,10 +162,17 @@ def _sft_trainer_cls() -> Any:
     from trl import SFTTrainer
 
     class _CompletionSFTTrainer(SFTTrainer):
-        """SFTTrainer whose loss computes logits only at summary positions (same value, less work)."""
+        """SFTTrainer whose loss computes logits only at summary positions (same value, less work),
+        token-level over the accumulated batch."""
+
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, **kw)
+            # compute_loss normalizes by num_items_in_batch (summary positions of the accumulated batch):
+            # the Trainer then counts them and does not divide the loss by grad_accum again
+            self.model_accepts_loss_kwargs = True
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
-            loss = completion_ce(model, inputs)
+            loss = completion_ce(model, inputs, num_items_in_batch)
             return (loss, {"loss": loss}) if return_outputs else loss
 
     return _CompletionSFTTrainer

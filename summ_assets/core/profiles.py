@@ -290,6 +290,12 @@ class Profile:
         for name, cls in _SECTIONS.items():
             if not isinstance(getattr(self, name), cls):
                 _fail(self, name, f"must be a {cls.__name__}")
+        if self.cache.mode == "sampled" and self.student.divergence != "forward_kl":
+            raise ProfileError(
+                f"Profile {self.name!r}: cache.mode='sampled' with student.divergence="
+                f"{self.student.divergence!r}: sampled targets are unbiased only for forward KL (the loss is "
+                "linear in the target there); use cache.mode='topk' or divergence='forward_kl'"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

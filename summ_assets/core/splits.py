@@ -23,14 +23,22 @@ def unit_interval(key: str) -> float:
     return int(key[:15], 16) / float(16**15)
 
 
+EVAL_PREFIXES = ("eval/similar/", "eval/new/")
+
+
+def is_eval_document(doc_id: str) -> bool:
+    """Whether the document is test material (``data/eval/...``): it never trains anything."""
+    return doc_id.startswith(EVAL_PREFIXES)
+
+
 def assign_split(
     doc_id: str, heading_path: str, part: int, labelled: bool, val_fraction: float, test_seen_fraction: float
 ) -> str:
     if not labelled:
         return "unlabelled"
-    if doc_id.startswith("eval/similar/"):
+    if doc_id.startswith(EVAL_PREFIXES[0]):
         return "test_similar"
-    if doc_id.startswith("eval/new/"):
+    if doc_id.startswith(EVAL_PREFIXES[1]):
         return "test_new"
     u = unit_interval(split_key(doc_id, heading_path, part))
     if u < val_fraction:

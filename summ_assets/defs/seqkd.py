@@ -20,7 +20,9 @@ from summ_assets.stages.seqkd import PSEUDO_CODE, pseudo_rows_for, summarize_and
 @dg.asset(
     group_name=TEACHER_GROUP,
     pool=GPU_POOL,
-    code_version=code_version(PSEUDO_CODE, "student.seqkd_max_examples", "cache", "data", "eval.batch_size"),
+    code_version=code_version(
+        PSEUDO_CODE, "student.seqkd_max_examples", "student.temperature", "cache", "data", "eval.batch_size"
+    ),
     kinds={"pytorch", "parquet"},
     description="Sequence-level KD data: the teacher's greedy summaries of the unlabelled sections, with "
     "the teacher's sparse log-probs on them (same cache format as teacher_logits).",

@@ -76,10 +76,17 @@ def _train(
         val = build_examples(val_rows, tok, dp.max_prompt_tokens, dp.max_summary_tokens)
         if not train:
             raise dg.Failure("the train split is empty")
+        spec = None
         if teacher_logits is not None:
             spec = lc.CacheSpec.from_metadata(teacher_logits["spec"])
             if spec.tokenizer_hash != tokenizer_fingerprint(tok):
                 raise dg.Failure("teacher logit cache was made with another tokenizer than the student's")
+            if spec.temperature != profile.student.temperature:
+                context.log.warning(
+                    f"teacher logits were captured at T={spec.temperature}, the student trains at "
+                    f"T={profile.student.temperature}: the cached buckets are re-tempered (tail as one bucket, "
+                    "approximate); re-materialize teacher_logits for exact targets"
+                )
             cache = lc.load(Path(teacher_logits["path"]), spec, {e["example_key"] for e in train})
             train = attach_teacher(train, cache)
             if pseudo is not None:
@@ -96,6 +103,7 @@ def _train(
             alpha=alpha,
             progress=progress_logger(context),
             val_rows=val_rows,
+            teacher_spec=spec,
         )
         metrics["train_examples"] = len(train)
         write_json(tmp / "training_metrics.json", metrics)

@@ -52,7 +52,7 @@ def teacher_adapter(
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version=code_version(TEACHER_LOGITS_CODE, "cache", "data"),
+    code_version=code_version(TEACHER_LOGITS_CODE, "cache", "data", "student.temperature"),
     kinds={"pytorch", "parquet"},
     description="Sparse teacher log-probs (top-k + tail, or sampled) for every training example, in "
     "Parquet; incremental: only examples with new content keys are scored.",

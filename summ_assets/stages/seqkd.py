@@ -16,6 +16,7 @@ from summ_assets.core.lm import set_threads
 from summ_assets.core.models import load_causal_lm, resolve_device
 from summ_assets.core.profiles import Profile
 from summ_assets.core.records import PseudoSummariesRef, TeacherAdapterRef
+from summ_assets.core.splits import is_eval_document
 from summ_assets.stages.base import Progress
 from summ_assets.stages.teacher import cache_spec
 
@@ -23,8 +24,10 @@ PSEUDO_CODE = "teacher-pseudo-summaries-v1"
 
 
 def pseudo_rows_for(summary_dataset: str, cap: int | None) -> list[SplitRow]:
-    """The unlabelled sections that seq-KD uses (cap None = all, 0 = seq-KD off)."""
-    rows = read_split(summary_dataset, "unlabelled")
+    """The unlabelled sections that seq-KD uses (cap None = all, 0 = seq-KD off): those of training
+    documents only. An unlabelled section of a test document (``data/eval/``) never becomes training
+    data, and the filter comes before the cap, so the cap counts training sections."""
+    rows = [r for r in read_split(summary_dataset, "unlabelled") if not is_eval_document(r["doc_id"])]
     return rows if cap is None else rows[:cap]
 
 
