@@ -3,158 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+from summ_assets.refresh import refresh
+from summ_assets.refresh import say as _say
 
 
 def _env() -> None:
     from summ_assets.core.offline import use_offline_env
 
     use_offline_env()
-
-
-def _say(msg: str) -> None:
-    print(f"[summ-assets {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def _dagster_materialize(key: str) -> int:
-    """One asset through the real Dagster CLI against $DAGSTER_HOME; echoes its INFO/WARNING/ERROR lines."""
-    exe = Path(sys.executable).with_name("dagster")
-    cmd = [str(exe), "asset", "materialize", "-m", "summ_assets.definitions", "--select", key]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
-    assert proc.stdout is not None
-    tail: list[str] = []
-    for line in proc.stdout:
-        clean = _ANSI.sub("", line.rstrip())
-        if not clean.lstrip().startswith(('File "', "yield ", "raise ", "for ", "return ")):
-            tail = (tail + [clean])[-400:]
-        m = re.search(
-            r" - dagster - (INFO|WARNING|ERROR) - [^ ]+ - [0-9a-f-]{36} - (?:\d+ - )?([a-z_]+) - (.*)$", clean
-        )
-        if m and not re.match(r"[A-Z_]{6,} - ", m.group(3)):
-            print(f"    {m.group(2)}: {m.group(3)[:200]}", flush=True)
-    rc = proc.wait()
-    if rc != 0:
-        errors = [t for t in tail if re.match(r"^[\w.]+(Error|Exception|Failure)\b", t.strip())]
-        shown = errors[-3:] or tail[-25:]
-        print("\n".join("    | " + t for t in shown), flush=True)
-    return rc
-
-
-def refresh(dry_run: bool = False) -> int:
-    """Materialize exactly the stale and missing assets; say what is skipped and why."""
-    _env()
-    import dagster as dg
-
-    from summ_assets.definitions import ASSETS, RESOURCES, UNPARTITIONED
-    from summ_assets.defs.common import failure_message
-    from summ_assets.defs.partitions import plan_partitions
-    from summ_assets.defs.staleness import resolver, status_of
-
-    if not os.environ.get("DAGSTER_HOME"):
-        print(
-            "DAGSTER_HOME is not set: refresh needs a persistent Dagster instance (see README)",
-            file=sys.stderr,
-        )
-        return 2
-    instance = dg.DagsterInstance.get()
-    resources = RESOURCES
-    settings = resources["settings"]
-    t0 = time.time()
-    failures: list[str] = []
-
-    # 1. partitions follow the files (the same plan the new-data sensor acts on)
-    sync = plan_partitions(instance, settings.data_root)
-    current, add, drop = sync.current, sync.add, sync.drop
-    if not dry_run:
-        sync.apply(instance)
-    _say(f"documents: {len(current)} ({len(add)} new partitions, {len(drop)} dropped: files gone)")
-
-    def run_unpartitioned(keys: list[str], force: set[str]) -> bool:
-        pending = list(keys)
-        while True:
-            res = resolver(instance, ASSETS)
-            todo = None
-            for key in keys:
-                st, causes = status_of(res, key)
-                if key in force:
-                    st, causes = "stale", ["data: document partitions changed"]
-                if st == "fresh":
-                    continue
-                todo = (key, st, causes)
-                break
-            if todo is None:
-                done = [k for k in pending if k not in keys]
-                skipped = [k for k in pending if k in keys]
-                if skipped:
-                    _say(
-                        f"up to date (skipped): {', '.join(skipped)}"
-                        + (f"; ran: {', '.join(done)}" if done else "")
-                    )
-                return True
-            key, st, causes = todo
-            _say(f"{key}: {st} ({'; '.join(causes)[:160]}) -> materializing")
-            if dry_run:
-                keys = [k for k in keys if k != key]
-                continue
-            rc = _dagster_materialize(key)
-            force.discard(key)
-            if rc != 0:
-                failures.append(key)
-                _say(f"{key} FAILED (exit {rc}); downstream assets not run. Details: `make ui` -> Runs")
-                return False
-            keys = [k for k in keys if k != key]  # the next resolve decides whether downstream is stale
-
-    # 2. models first (the chunker counts tokens with the student's tokenizer)
-    if not run_unpartitioned(["teacher_base", "student_base"], set()):
-        return 1
-
-    # 3. per-document partitions: new or changed file (the sync plan), or stale (code / tokenizer change)
-    res = resolver(instance, ASSETS)
-    changed = {c.partition: c.reason for c in sync.changed}
-    todo = []
-    for pk, doc_id in sorted(current.items(), key=lambda kv: kv[1]):
-        if pk in changed:
-            todo.append((pk, doc_id, changed[pk]))
-            continue
-        st, causes = status_of(res, "document_sections", pk)
-        st_raw, causes_raw = status_of(res, "raw_documents", pk)
-        if st != "fresh" or st_raw != "fresh":
-            todo.append((pk, doc_id, "; ".join(causes + causes_raw)[:120]))
-    _say(f"document partitions: {len(todo)} to (re)ingest, {len(current) - len(todo)} up to date (skipped)")
-    if todo and not dry_run:
-        from summ_assets.defs.ingest import document_sections, raw_documents
-
-        for i, (pk, doc_id, why) in enumerate(todo, 1):
-            result = dg.materialize(
-                ASSETS,
-                selection=[raw_documents, document_sections],
-                partition_key=pk,
-                instance=instance,
-                resources=resources,
-                raise_on_error=False,
-                tags={"summ_assets/trigger": "refresh"},
-            )
-            mark = "ok" if result.success else "FAILED"
-            if not result.success:
-                failures.append(doc_id)
-                mark += f": {failure_message(result)[:300] or 'see the UI'}"
-            print(f"    [{i}/{len(todo)}] {doc_id} ({why}) {mark}", flush=True)
-
-    # 4. the model half, in dependency order, each only if stale after its upstream ran
-    force = {"corpus_manifest"} if (todo or add or drop) else set()
-    ok = run_unpartitioned(list(UNPARTITIONED), force)
-    _say(
-        f"refresh done in {time.time() - t0:.0f}s"
-        + (f"; failed: {failures}" if failures else "; all up to date")
-    )
-    return 0 if ok and not failures else 1
 
 
 def latest_report() -> Path | None:
@@ -310,6 +169,20 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("refresh", help="materialize only stale/missing assets (what the UI calls unsynced)")
     r.add_argument("--dry-run", action="store_true", help="only say what would run and why")
+    r.add_argument(
+        "--force",
+        action="append",
+        default=[],
+        metavar="ASSET",
+        help="materialize ASSET even if up to date (repeatable)",
+    )
+    r.add_argument(
+        "--wait-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="give up waiting for a pool slot or another refresh after SECONDS (default: wait, saying why)",
+    )
     sub.add_parser("demo", help="refresh, then print the evaluation report")
     sub.add_parser("report", help="print the latest evaluation report")
     sm = sub.add_parser("summarize", help="summarize Markdown/text files section by section")
@@ -329,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("--quantize", choices=("int8", "8bit", "4bit"), help="int8: CPU dynamic; 8bit/4bit: CUDA")
     args = ap.parse_args(argv)
     if args.cmd == "refresh":
-        return refresh(args.dry_run)
+        return refresh(args.dry_run, tuple(args.force), args.wait_timeout)
     if args.cmd == "demo":
         rc = refresh()
         if rc == 0:

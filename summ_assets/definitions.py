@@ -34,7 +34,7 @@ defs = dg.Definitions(
     asset_checks=dg.load_asset_checks_from_modules([evaluation]),
     resources=RESOURCES,
     jobs=[automation.ingest_job, automation.train_job],
-    sensors=[automation.new_data_sensor, automation.automation_sensor],
+    sensors=[automation.new_data_sensor, automation.automation_sensor, automation.dead_run_cleanup],
     schedules=[automation.nightly_stale_retrain],
     executor=pipes.executor(ASSETS),  # SUMM_EXECUTOR=k8s: k8s_job_executor, GPU limits on pool-gpu steps
 )

@@ -222,3 +222,97 @@ def test_gpu_pool_runs_one_heavy_step_at_a_time_across_queued_runs(tmp_path: Pat
         f"{'step blocked by the pool' if blocked else 'held in the queue'}, step {second_start - t0:.1f}-"
         f"{t[second][f'STEP_SUCCESS:{second}'] - t0:.1f}"
     )
+
+
+@pytest.mark.slow
+def test_the_daemon_frees_the_slot_of_a_killed_run_within_the_monitoring_interval(tmp_path: Path) -> None:
+    """`make ui` case: a daemon-launched teacher_adapter run holds the only slot of pool gpu and its
+    processes are SIGKILLed. Dagster's run monitoring cannot see the dead worker (the default run
+    launcher has no health check); the product's `dead_run_cleanup` sensor marks the run failed and
+    frees the slot within its interval (30 s, the shipped run_monitoring.poll_interval_seconds)."""
+    import psutil
+
+    from summ_assets.defs.automation import DEAD_RUN_CHECK_S
+
+    cfg = yaml.safe_load((REPO / "dagster_home" / "dagster.yaml").read_text())
+    assert cfg["run_monitoring"]["poll_interval_seconds"] == DEAD_RUN_CHECK_S
+    home, art = tmp_path / "home", tmp_path / "art"
+    home.mkdir()
+    data = copy_corpus(
+        tmp_path / "data", [f"raw/{p.name}" for p in sorted((REPO / "data/raw").glob("ko-*.md"))[:12]]
+    )
+    _instance_yaml(home)
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "SUMM_PROFILE": "tiny",
+        "SUMM_DATA": str(data),
+        "SUMM_ARTIFACTS": str(art),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    instance = dg.DagsterInstance.from_config(str(home))
+    _materialize_upstream(instance, data, art)
+    port = str(_free_port())
+    grpc = ["--grpc-host", "127.0.0.1", "--grpc-port", port]
+    server_log, daemon_log = tmp_path / "server.log", tmp_path / "daemon.log"
+    procs: list[subprocess.Popen] = []
+    try:
+        server = _start(
+            [
+                str(BIN / "dagster"),
+                "api",
+                "grpc",
+                "-m",
+                "summ_assets.definitions",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                port,
+            ],
+            env,
+            server_log,
+        )
+        procs.append(server)
+        _wait_for("Started Dagster code server", server_log, server, 60)
+        daemon = _start([str(BIN / "dagster-daemon"), "run", *grpc], env, daemon_log)
+        procs.append(daemon)
+        run_id = str(uuid.uuid4())
+        launch = subprocess.run(
+            [str(BIN / "dagster"), "job", "launch", *grpc, "-j", "train_and_evaluate", "-o", "teacher_adapter",
+             "--run-id", run_id],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert launch.returncode == 0, launch.stdout[-3000:] + launch.stderr[-3000:]
+        deadline = time.monotonic() + 180
+        pid = None
+        while time.monotonic() < deadline:
+            claimed = instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
+            starts = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_START)
+            if claimed and starts:
+                pid = starts[0].dagster_event.pid
+                break
+            assert daemon.poll() is None, daemon_log.read_text()[-3000:]
+            time.sleep(0.2)
+        assert pid is not None, daemon_log.read_text()[-3000:]
+        worker = psutil.Process(pid)
+        for p in [*worker.children(recursive=True), worker]:  # the whole run dies, as in an OOM kill
+            p.kill()
+        killed_at = time.monotonic()
+        while time.monotonic() < killed_at + DEAD_RUN_CHECK_S + 30:
+            run = instance.get_run_by_id(run_id)
+            claimed = instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
+            if run.status == dg.DagsterRunStatus.FAILURE and not claimed:
+                break
+            time.sleep(0.5)
+        freed_after = time.monotonic() - killed_at
+    finally:
+        for p in reversed(procs):
+            _stop(p)
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+    assert instance.event_log_storage.get_concurrency_info("gpu").claimed_slots == []
+    assert freed_after <= DEAD_RUN_CHECK_S + 15, freed_after  # one sensor interval (+ a daemon tick)
+    failure = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    assert "cleaned up by summ-assets" in failure[-1].message  # our sensor did it, not run monitoring
+    print(f"\nslot of the killed run freed {freed_after:.1f}s after the kill")

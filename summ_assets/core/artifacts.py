@@ -67,7 +67,8 @@ def atomic_dir(target: Path, *, replace_existing: bool = True) -> Iterator[Path]
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
+    sweep_leftovers(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-{os.getpid()}-", dir=target.parent))
     try:
         yield tmp
     except BaseException:
@@ -77,28 +78,85 @@ def atomic_dir(target: Path, *, replace_existing: bool = True) -> Iterator[Path]
         if not replace_existing:
             shutil.rmtree(tmp, ignore_errors=True)
             return
-        old = target.with_name(f".old-{target.name}-{os.getpid()}")
-        os.replace(target, old)
+        old = set_aside(target)
         os.replace(tmp, target)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, target)
 
 
+def _writer_alive(pid: int, since: float) -> bool:
+    """A live process holds `pid` and was started before `since` (not a later one reusing the number)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).create_time() <= since + 1.0
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def sweep_leftovers(target: Path) -> list[Path]:
+    """Remove the ``.tmp-<name>-<pid>-*`` / ``.old-<name>-<pid>`` siblings of `target` whose writer
+    process is gone (a write killed half-way): never mistaken for artifacts (hidden names), and never
+    left to pile up. A live writer's folders are left alone. Returns what was removed."""
+    target = Path(target)
+    removed = []
+    for kind in (".tmp", ".old"):
+        for p in target.parent.glob(f"{kind}-{target.name}-*"):
+            pid_part = p.name[len(f"{kind}-{target.name}-") :].split("-", 1)[0]
+            try:
+                alive = _writer_alive(int(pid_part), p.stat().st_mtime)
+            except (ValueError, OSError):
+                alive = False  # no pid in the name: written before pids were recorded
+            if not alive and p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+                removed.append(p)
+    return removed
+
+
+def set_aside(target: Path) -> Path:
+    """Rename `target` to a hidden ``.old-<name>-<pid>`` sibling (one atomic step: readers see the
+    whole folder or none of it) and return the new path; the caller removes it."""
+    target = Path(target)
+    old = target.with_name(f".old-{target.name}-{os.getpid()}")
+    if old.exists():  # left by an earlier crash of a process with the same pid
+        shutil.rmtree(old, ignore_errors=True)
+    os.replace(target, old)
+    return old
+
+
+def remove_dir(target: Path) -> None:
+    """Remove an artifact folder safely: rename it aside first, so a crash half-way through the
+    delete never leaves a partial folder under the name readers look for."""
+    shutil.rmtree(set_aside(target), ignore_errors=True)
+
+
 def cached_artifact(
-    target: Path, build: Callable[[Path], Any], *, log: Callable[[str], None] | None = None
+    target: Path,
+    build: Callable[[Path], Any],
+    *,
+    log: Callable[[str], None] | None = None,
+    check: Callable[[Path], str | None] | None = None,
 ) -> bool:
     """Reuse `target` when it exists, else `build(tmp)` into a temp folder renamed to `target` when done.
 
     The one reuse-or-build rule of every content-addressed artifact: `target` is named by a key of
     everything that shapes it, so an existing folder is complete (renames are atomic) and current.
-    Returns True when it was built now. `log` hears which of the two happened.
+    A disk can still truncate or lose a file afterwards: `check(target)` (see `core/integrity.py`)
+    returns a problem description for a damaged folder (None when complete); a damaged folder is
+    logged, removed (renamed aside, then deleted) and built again.
+    Returns True when it was built now. `log` hears which of these happened.
     """
     target = Path(target)
     if target.exists():
+        problem = check(target) if check is not None else None
+        if problem is None:
+            if log is not None:
+                log(f"{target} exists for these inputs; reusing it")
+            return False
         if log is not None:
-            log(f"{target} exists for these inputs; reusing it")
-        return False
+            log(f"{target} is damaged ({problem}); rebuilding")
+        remove_dir(target)
     with atomic_dir(target) as tmp:
         build(tmp)
     if log is not None:

@@ -23,6 +23,10 @@ match.
 
 A cache version is a folder of shard files. A new version reuses (hard-links) the shards of the
 previous version whose fingerprint matches and scores only examples whose key is new.
+
+Every reader raises `CacheCorruptError` (naming the file and the fix) for a shard a disk truncated or
+damaged, never a raw pyarrow exception and never a half-read cache; `verify` and `shard_problem`
+say whether a folder / one shard is whole.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from summ_assets.core.artifacts import atomic_dir, stable_json_hash
+from summ_assets.core.integrity import check_parquet_files, rebuild_hint
 from summ_assets.core.lm import completion_logits, pad_batch
 
 log = logging.getLogger(__name__)
@@ -47,6 +52,34 @@ META_KEY = b"summ_assets"
 
 class CacheMismatchError(ValueError):
     pass
+
+
+class CacheCorruptError(CacheMismatchError):
+    """A cache file cannot be read: truncated, damaged or lost after it was written."""
+
+
+def _corrupt(path: Path, exc: BaseException | str) -> CacheCorruptError:
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, FileNotFoundError):
+        reason = "the file is missing"
+    fix = rebuild_hint(Path(path), otherwise=f"delete {Path(path).parent} and score the cache again")
+    return CacheCorruptError(f"{path}: teacher-logit cache file is truncated or damaged ({reason}); {fix}")
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    import pyarrow as pa
+
+    # ArrowInvalid is a ValueError; OSError covers a lost file and pyarrow's IO errors
+    return (pa.ArrowException, OSError, ValueError)
+
+
+def _read_table(path: Path, columns: list[str] | None = None) -> Any:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path, columns=columns)
+    except _read_errors() as exc:
+        raise _corrupt(path, exc) from exc
 
 
 def schema() -> Any:
@@ -222,10 +255,69 @@ def shard_files(cache_dir: Path) -> list[Path]:
 def read_metadata(path: Path) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
-    meta = pq.read_schema(path).metadata or {}
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except _read_errors() as exc:
+        raise _corrupt(path, exc) from exc
     if META_KEY not in meta:
         raise CacheMismatchError(f"{path}: not a summ-assets logit cache (no '{META_KEY.decode()}' metadata)")
-    return json.loads(meta[META_KEY])
+    try:
+        out = json.loads(meta[META_KEY])
+    except ValueError as exc:
+        raise _corrupt(path, f"unreadable '{META_KEY.decode()}' metadata: {exc}") from exc
+    if not isinstance(out, dict):
+        raise _corrupt(path, f"'{META_KEY.decode()}' metadata is not a JSON object")
+    return out
+
+
+def shard_problem(path: Path) -> str | None:
+    """None when the shard file is whole (footer, every row group, summ-assets metadata), else what is wrong."""
+    path = Path(path)
+    if problem := check_parquet_files([path]):
+        return problem
+    try:
+        read_metadata(path)
+    except CacheMismatchError as exc:
+        return f"{path.name}: {str(exc).removeprefix(f'{path}: ')}"
+    return None
+
+
+def verify(cache_dir: Path, keys: set[str] | list[str] | None = None) -> str | None:
+    """None when the cache folder is whole, else the first problem, naming the file: a shard that does
+    not read (truncated, damaged) or, when `keys` are given, expected examples that no shard holds
+    (a lost shard). Without `keys` a folder with no shard at all is damaged."""
+    cache_dir = Path(cache_dir)
+    if not cache_dir.is_dir():
+        return "folder missing"
+    shards = shard_files(cache_dir)
+    if not shards and (keys is None or len(keys) > 0):
+        return "no part-*.parquet shard file"
+    for shard in shards:
+        if problem := shard_problem(shard):
+            return problem
+    if keys is not None:
+        missing = set(keys) - set(cached_keys(cache_dir))
+        if missing:
+            return f"{len(missing)} example(s) in no shard (a shard file is missing): {_preview(missing)}"
+    return None
+
+
+def reusable_keys(
+    cache_dir: Path, spec: CacheSpec, on_damaged: Callable[[str], None] | None = None
+) -> dict[str, Path]:
+    """{example_key: shard} of the whole shards of `cache_dir`, each checked against `spec`. A damaged
+    shard is skipped (`on_damaged` hears which file and why; its examples are simply not reused).
+    Raises CacheMismatchError when a shard was written for another spec."""
+    out: dict[str, Path] = {}
+    for shard in shard_files(cache_dir):
+        if problem := shard_problem(shard):
+            if on_damaged is not None:
+                on_damaged(f"{shard} is damaged ({problem}); not reusing it, its examples are scored again")
+            continue
+        check_compatible(read_metadata(shard), spec, str(shard))
+        for key in shard_part_keys(shard):
+            out[key] = shard
+    return out
 
 
 def check_compatible(meta: dict[str, Any], spec: CacheSpec, where: str) -> None:
@@ -248,11 +340,9 @@ def check_compatible(meta: dict[str, Any], spec: CacheSpec, where: str) -> None:
 
 
 def cached_keys(cache_dir: Path) -> dict[str, Path]:
-    import pyarrow.parquet as pq
-
     out: dict[str, Path] = {}
     for shard in shard_files(cache_dir):
-        for key in pq.read_table(shard, columns=["example_key"]).column("example_key").to_pylist():
+        for key in shard_part_keys(shard):
             out[key] = shard
     return out
 
@@ -260,25 +350,22 @@ def cached_keys(cache_dir: Path) -> dict[str, Path]:
 def load(
     cache_dir: Path, spec: CacheSpec | None = None, keys: set[str] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """{example_key: row} for the cache folder (all shards), verifying metadata against `spec`."""
-    import pyarrow.parquet as pq
-
+    """{example_key: row} for the cache folder (all shards), verifying metadata against `spec`.
+    A shard that does not read raises CacheCorruptError (nothing is returned half-read)."""
     out: dict[str, dict[str, Any]] = {}
     for shard in shard_files(cache_dir):
         if spec is not None:
             check_compatible(read_metadata(shard), spec, str(shard))
-        for row in pq.read_table(shard).to_pylist():
+        for row in _read_table(shard).to_pylist():
             if keys is None or row["example_key"] in keys:
                 out[row["example_key"]] = row
     return out
 
 
 def stats(cache_dir: Path) -> dict[str, Any]:
-    import pyarrow.parquet as pq
-
     n_rows = n_pos = n_pairs = 0
     for shard in shard_files(cache_dir):
-        t = pq.read_table(shard, columns=["positions", "token_ids"])
+        t = _read_table(shard, columns=["positions", "token_ids"])
         n_rows += t.num_rows
         n_pos += sum(len(x) for x in t.column("positions").to_pylist())
         n_pairs += sum(sum(len(y) for y in x) for x in t.column("token_ids").to_pylist())
@@ -360,9 +447,7 @@ def write_shard_part(
 
 
 def shard_part_keys(path: Path) -> list[str]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path, columns=["example_key"]).column("example_key").to_pylist()
+    return _read_table(path, columns=["example_key"]).column("example_key").to_pylist()
 
 
 def _preview(keys: Any, n: int = 3) -> str:
@@ -383,8 +468,8 @@ def merge_shards(
     cache folder `target`, atomically (temp folder + rename; an existing `target` is replaced only on
     success).
 
-    Refuses, with a ShardMergeError naming the shard/file and what to do: a missing shard file, a
-    shard file of another split (different shard count), a spec/fingerprint that differs from `spec`,
+    Refuses, with a ShardMergeError naming the shard/file and what to do: a missing or damaged shard
+    file, a shard file of another split (different shard count), a spec/fingerprint that differs from `spec`,
     a row in the wrong shard, a key present twice (within or across shards, or also in `reuse`), a key
     of `expected_keys` that no shard holds, or a key that was not expected.
     Returns {"shards", "rows", "files"}.
@@ -415,6 +500,11 @@ def merge_shards(
     reused_keys = set(seen)
     per_shard: list[list[str]] = []
     for i, p in enumerate(paths):
+        if problem := shard_problem(p):
+            raise ShardMergeError(
+                f"shard {i}/{num_shards}: {p} is damaged ({problem}); delete it and score shard {i} again "
+                f"— {target} was not touched"
+            )
         try:
             check_compatible(read_metadata(p), spec, str(p))
         except CacheMismatchError as exc:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from summ_assets.core.artifacts import stable_json_hash
+from summ_assets.core.integrity import require_model_folder
 from summ_assets.core.prompts import CHAT_TEMPLATE, END_OF_TURN
 from summ_assets.core.records import BaseModelRef
 
@@ -272,8 +273,16 @@ def load_causal_lm(
     on CUDA spread with device_map="auto" (each GPU capped at `max_memory`, e.g. "20GiB", when given)
     unless `device_map` is given (e.g. ``{"": local_rank}`` for a data-parallel rank). Extra keyword
     arguments (e.g. ``quantization_config``) go to `from_pretrained`. Gemma models get eager attention
-    (softcapping), the numerics every stage trains and evaluates with."""
+    (softcapping), the numerics every stage trains and evaluates with.
+
+    A local folder that lost or truncated its weights (or config.json) raises one `ArtifactError`
+    naming the folder, the problem and the fix, checked before any weight is read; a hub id, and a
+    folder that holds only legacy ``*.bin`` weights, load as they are."""
     from transformers import AutoModelForCausalLM
+
+    folder = Path(path)
+    if folder.is_dir() and (any(folder.glob("*.safetensors")) or not any(folder.glob("*.bin"))):
+        require_model_folder(folder)
 
     kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype), **from_pretrained_kwargs}
     if device_map is not None:

@@ -312,6 +312,7 @@ TINY = Profile(
         learning_rate=3e-3,
         lora_r=8,
         lora_alpha=16,
+        save_steps=10,  # a checkpoint early enough for the kill-and-resume tests
         train_tokens=(),  # off for random-weight models; see README 'Why each setting'
     ),
     cache=CacheConfig(mode="topk", k=16, batch_size=8),

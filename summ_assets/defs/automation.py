@@ -6,6 +6,7 @@ import dagster as dg
 from summ_assets.core import labels
 from summ_assets.defs import ingest
 from summ_assets.defs.common import DOCUMENTS, GROUPS
+from summ_assets.defs.orphans import clean_orphans
 from summ_assets.defs.partitions import plan_partitions
 from summ_assets.defs.resources import SummSettings
 
@@ -112,3 +113,23 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=30,
 )
+
+# the same interval as `run_monitoring.poll_interval_seconds` in the shipped dagster.yaml: a run whose
+# worker died has its pool slots back within this many seconds (plus one daemon tick) under `make ui`
+DEAD_RUN_CHECK_S = 30
+
+
+@dg.sensor(
+    minimum_interval_seconds=DEAD_RUN_CHECK_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Cleans up runs whose worker process died (SIGKILL, OOM kill, power loss): marks them "
+    "failed and frees their pool slots, which Dagster's run monitoring does not do for the default run "
+    "launcher. The same cleanup `summ-assets refresh` runs before it launches anything.",
+)
+def dead_run_cleanup(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+    cleaned = clean_orphans(context.instance)
+    for orphan in cleaned:
+        context.log.warning(orphan.line())
+    if not cleaned:
+        return dg.SkipReason("every STARTING/STARTED run has a live worker")
+    return dg.SkipReason(f"cleaned up {len(cleaned)} run(s): {', '.join(o.run_id[:8] for o in cleaned)}")

@@ -10,11 +10,22 @@ import dagster as dg
 from summ_assets.core import report as R
 from summ_assets.core.artifacts import atomic_write_text, cached_artifact, stable_json_hash
 from summ_assets.core.dataset import read_split
+from summ_assets.core.integrity import check_files_exist, check_json, check_parquet_files, first_problem
 from summ_assets.core.splits import EVAL_SETS
 from summ_assets.defs.common import EVALUATION_GROUP, GPU_POOL, code_version, progress_logger
 from summ_assets.defs.resources import ComputeResource, SummSettings
 
 GROUP = EVALUATION_GROUP
+
+
+def check_report_folder(folder: Path) -> str | None:
+    """None when an evaluation_report folder is whole: report.json parses, report.md is there and
+    predictions.parquet reads."""
+    return first_problem(
+        lambda: check_json(folder / "report.json", folder),
+        lambda: check_files_exist(folder, ["report.md"]),
+        lambda: check_parquet_files([folder / "predictions.parquet"], folder),
+    )
 
 
 @dg.asset(
@@ -94,7 +105,7 @@ def evaluation_report(
         }
         R.write_report(report, scored["per_example"], tmp)
 
-    cached_artifact(target, build, log=context.log.info)
+    cached_artifact(target, build, log=context.log.info, check=check_report_folder)
     report = json.loads((target / "report.json").read_text())
     md = (target / "report.md").read_text()
     meta: dict[str, object] = {

@@ -11,6 +11,7 @@ from summ_assets.core.artifacts import atomic_write_bytes, cached_artifact, stab
 from summ_assets.core.chunking import TokenCounter, split_markdown
 from summ_assets.core.dataset import split_rows, write_splits
 from summ_assets.core.documents import DocumentError, discover, read_document
+from summ_assets.core.integrity import check_parquet_files
 from summ_assets.defs.common import DOCUMENTS, INGEST_GROUP, code_version, json_md
 from summ_assets.defs.resources import SummSettings
 
@@ -148,7 +149,12 @@ def corpus_manifest(context: dg.AssetExecutionContext, settings: SummSettings) -
         raise dg.Failure("duplicate section ids across documents")
     version = stable_json_hash(sorted(ids))[:24]
     target = settings.asset_dir("corpus_manifest") / version
-    cached_artifact(target, lambda tmp: pq.write_table(table, tmp / "manifest.parquet", compression="zstd"))
+    cached_artifact(
+        target,
+        lambda tmp: pq.write_table(table, tmp / "manifest.parquet", compression="zstd"),
+        log=context.log.info,
+        check=lambda folder: check_parquet_files([folder / "manifest.parquet"], folder),
+    )
     n_docs = len(set(table.column("doc_id").to_pylist()))
     return dg.Output(
         str(target / "manifest.parquet"),
@@ -198,7 +204,12 @@ def summary_dataset(
         {k: [(r["section_id"], r["summary"]) for r in v] for k, v in by_split.items()}
     )[:24]
     target = settings.asset_dir("summary_dataset") / version
-    cached_artifact(target, lambda tmp: write_splits(tmp, by_split))
+    cached_artifact(
+        target,
+        lambda tmp: write_splits(tmp, by_split),
+        log=context.log.info,
+        check=lambda folder: check_parquet_files([folder / f"{s}.parquet" for s in by_split], folder),
+    )
     counts = {k: len(v) for k, v in by_split.items()}
     context.log.info(f"splits: {counts}")
     yield dg.Output(

@@ -7,6 +7,7 @@ import dagster as dg
 
 from summ_assets.core.artifacts import cached_artifact, sha256_dir, stable_json_hash, write_json
 from summ_assets.core.documents import discover, read_document
+from summ_assets.core.integrity import check_files_exist, check_json, check_model_folder, first_problem
 from summ_assets.core.models import (
     build_tiny_model,
     convert_gemma3_gguf,
@@ -49,6 +50,21 @@ def _finish(path: Path, info: dict, kind: str) -> dg.Output:
     return dg.Output({"path": str(path), **info}, data_version=dg.DataVersion(version), metadata=meta)
 
 
+def check_base_folder(folder: Path) -> str | None:
+    """None when a built base-model folder is whole: the model folder and its .summ_version stamp
+    (its data version: without it the folder would silently hash to another version)."""
+    return first_problem(
+        lambda: check_model_folder(folder), lambda: check_files_exist(folder, [".summ_version"])
+    )
+
+
+def check_pruned_folder(folder: Path) -> str | None:
+    """`check_base_folder` + pruning.json parses."""
+    return first_problem(
+        lambda: check_base_folder(folder), lambda: check_json(folder / "pruning.json", folder)
+    )
+
+
 def _stamp(tmp: Path, payload: dict) -> None:
     (tmp / ".summ_version").write_text(stable_json_hash({"dir": sha256_dir(tmp), **payload})[:16])
 
@@ -79,7 +95,7 @@ def teacher_base(context: dg.AssetExecutionContext, settings: SummSettings) -> d
             build_tiny_model("teacher", tmp, tmp, seed=profile.seed)
             _stamp(tmp, {"src": src})
 
-        cached_artifact(target, build_teacher, log=context.log.info)
+        cached_artifact(target, build_teacher, log=context.log.info, check=check_base_folder)
         context.log.info(f"tiny teacher at {target}")
         return _finish(target, {"source": src}, "tiny")
     if src.startswith("gguf:"):
@@ -90,7 +106,7 @@ def teacher_base(context: dg.AssetExecutionContext, settings: SummSettings) -> d
             convert_gemma3_gguf(tmp, settings.artifacts_root / "_cache" / "gguf")
             _stamp(tmp, {"src": src})
 
-        cached_artifact(target, convert, log=context.log.info)
+        cached_artifact(target, convert, log=context.log.info, check=check_base_folder)
         return _finish(target, {"source": src}, "gguf")
     info = resolve_pretrained(src, root)
     return _finish(Path(info["path"]), {"source": src, **info}, "pretrained")
@@ -116,7 +132,7 @@ def student_base(context: dg.AssetExecutionContext, settings: SummSettings, teac
             build_tiny_model("student", tdir, tmp, seed=profile.seed)
             _stamp(tmp, {"src": src, "teacher": _folder_version(tdir)})
 
-        cached_artifact(target, build_student, log=context.log.info)
+        cached_artifact(target, build_student, log=context.log.info, check=check_base_folder)
         info: dict = {"source": src}
     elif src.startswith("prune:"):
         spec = src.split(":", 1)[1]
@@ -127,7 +143,7 @@ def student_base(context: dg.AssetExecutionContext, settings: SummSettings, teac
             write_json(tmp / "pruning.json", prune_layers(tdir, tmp, spec))
             _stamp(tmp, {"src": src, "teacher": _folder_version(tdir)})
 
-        cached_artifact(target, prune, log=context.log.info)
+        cached_artifact(target, prune, log=context.log.info, check=check_pruned_folder)
         info = {"source": src, **json.loads(info_file.read_text())}
         context.log.info(f"pruned student keeps layers {info['kept_layers']} of {info['base_layers']}")
     else:

@@ -14,7 +14,7 @@ import dagster as dg
 from summ_assets.core.artifacts import cached_artifact, stable_json_hash, write_json
 from summ_assets.defs.common import GPU_POOL, TEACHER_GROUP, code_version, progress_logger
 from summ_assets.defs.resources import ComputeResource, SummSettings
-from summ_assets.stages.seqkd import PSEUDO_CODE, pseudo_rows_for, summarize_and_score
+from summ_assets.stages.seqkd import PSEUDO_CODE, check_pseudo_folder, pseudo_rows_for, summarize_and_score
 
 
 @dg.asset(
@@ -56,7 +56,7 @@ def teacher_pseudo_summaries(
             summarize_and_score(rows, teacher_adapter, profile, tmp, progress_logger(context)),
         )
 
-    cached_artifact(target, build, log=context.log.info)
+    cached_artifact(target, build, log=context.log.info, check=check_pseudo_folder)
     stats = json.loads((target / "stats.json").read_text())
     rows_file = target / "rows.parquet"
     # (a column-less pyarrow table lists phantom {} rows: read only when seq-KD produced a file)

@@ -11,6 +11,7 @@ from summ_assets.core import logits_cache as lc
 from summ_assets.core.artifacts import cached_artifact, sha256_file, stable_json_hash, write_json
 from summ_assets.core.dataset import read_split
 from summ_assets.core.examples import build_examples
+from summ_assets.core.integrity import check_json, check_model_folder, first_problem
 from summ_assets.core.kd import attach_teacher, train_student
 from summ_assets.core.modelcard import write_model_card
 from summ_assets.core.models import base_version, tokenizer_fingerprint
@@ -20,6 +21,13 @@ from summ_assets.defs.resources import ComputeResource, SummSettings
 from summ_assets.stages.seqkd import pseudo_examples, pseudo_rows_for
 
 GROUP = STUDENT_GROUP
+
+
+def check_student_folder(folder: Path) -> str | None:
+    """None when a student folder is whole: the saved model (config + safetensors) and training_metrics.json."""
+    return first_problem(
+        lambda: check_model_folder(folder), lambda: check_json(folder / "training_metrics.json", folder)
+    )
 
 
 def _weights_version(folder: Path) -> str:
@@ -117,7 +125,7 @@ def _train(
         title = "summ-assets distilled student" if alpha > 0 else "summ-assets CE-only student baseline"
         write_model_card(tmp, title, lineage, {**asdict(profile.student), "alpha": alpha}, metrics)
 
-    cached_artifact(target, build, log=context.log.info)
+    cached_artifact(target, build, log=context.log.info, check=check_student_folder)
     metrics = json.loads((target / "training_metrics.json").read_text())
     version = _weights_version(target)
     return dg.Output(

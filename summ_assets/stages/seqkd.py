@@ -3,6 +3,7 @@ summaries; the student reads them back as extra training examples (no dagster im
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from summ_assets.core import logits_cache as lc
 from summ_assets.core.dataset import SplitRow, read_split
 from summ_assets.core.examples import build_examples
 from summ_assets.core.generation import summarize_texts
+from summ_assets.core.integrity import ArtifactError, check_json, check_parquet_files, rebuild_hint, within
 from summ_assets.core.kd import attach_teacher
 from summ_assets.core.lm import set_threads
 from summ_assets.core.models import load_causal_lm, resolve_device
@@ -29,6 +31,24 @@ def pseudo_rows_for(summary_dataset: str, cap: int | None) -> list[SplitRow]:
     data, and the filter comes before the cap, so the cap counts training sections."""
     rows = [r for r in read_split(summary_dataset, "unlabelled") if not is_eval_document(r["doc_id"])]
     return rows if cap is None else rows[:cap]
+
+
+def check_pseudo_folder(folder: Path) -> str | None:
+    """None when a `teacher_pseudo_summaries` folder is whole: stats.json parses; rows.parquet and
+    the cache/ shards read (when present, and they must be when stats.json counts examples)."""
+    folder = Path(folder)
+    if problem := check_json(folder / "stats.json", folder):
+        return problem
+    stats = json.loads((folder / "stats.json").read_text(encoding="utf-8"))
+    n = stats.get("n", 0) if isinstance(stats, dict) else 0
+    rows = folder / "rows.parquet"
+    if rows.exists() or n:
+        if problem := check_parquet_files([rows], folder):
+            return problem
+    cache = folder / "cache"
+    if cache.exists() or n:
+        return within("cache", lc.verify(cache))
+    return None
 
 
 def summarize_and_score(
@@ -91,7 +111,13 @@ def pseudo_examples(pseudo: PseudoSummariesRef, tok: Any, profile: Profile, spec
     import pyarrow.parquet as pq
 
     dp = profile.data
-    rows = pq.read_table(Path(pseudo["path"]) / "rows.parquet").to_pylist()
+    rows_file = Path(pseudo["path"]) / "rows.parquet"
+    if problem := check_parquet_files([rows_file], Path(pseudo["path"])):
+        raise ArtifactError(
+            f"seq-KD folder {pseudo['path']} is damaged ({problem}); "
+            + rebuild_hint(rows_file, "re-materialize teacher_pseudo_summaries")
+        )
+    rows = pq.read_table(rows_file).to_pylist()
     examples = build_examples(rows, tok, dp.max_prompt_tokens, dp.max_summary_tokens)
     cache = lc.load(Path(pseudo["path"]) / "cache", spec, {e["example_key"] for e in examples})
     return attach_teacher(examples, cache)

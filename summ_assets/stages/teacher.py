@@ -20,6 +20,8 @@ from typing import Any
 from summ_assets.core import logits_cache as lc
 from summ_assets.core.artifacts import (
     cached_artifact,
+    remove_dir,
+    set_aside,
     sha256_bytes,
     sha256_file,
     stable_json_hash,
@@ -27,6 +29,13 @@ from summ_assets.core.artifacts import (
 )
 from summ_assets.core.dataset import read_split
 from summ_assets.core.examples import build_examples
+from summ_assets.core.integrity import (
+    check_json,
+    check_model_folder,
+    check_safetensors_file,
+    first_problem,
+    within,
+)
 from summ_assets.core.lm import set_threads
 from summ_assets.core.lora import train_lora_teacher
 from summ_assets.core.modelcard import write_model_card
@@ -62,6 +71,17 @@ def cache_spec(profile: Profile, teacher_adapter: TeacherAdapterRef, tokenizer: 
 
 
 # --- teacher_adapter ---------------------------------------------------------------------------------
+
+
+def check_teacher_adapter(folder: Path) -> str | None:
+    """None when a teacher_adapter folder is whole: adapter/adapter_model.safetensors, the merged/
+    model folder and metrics.json."""
+    folder = Path(folder)
+    return first_problem(
+        lambda: check_safetensors_file(folder / "adapter" / "adapter_model.safetensors", folder),
+        lambda: within("merged", check_model_folder(folder / "merged")),
+        lambda: check_json(folder / "metrics.json", folder),
+    )
 
 
 def teacher_adapter_stage(
@@ -118,7 +138,7 @@ def teacher_adapter_stage(
                 tmp / sub, f"summ-assets teacher ({sub})", lineage, asdict(profile.teacher), metrics
             )
 
-    cached_artifact(target, build, log=log)
+    cached_artifact(target, build, log=log, check=check_teacher_adapter)
     metrics = json.loads((target / "metrics.json").read_text())
     version = sha256_file(target / "adapter" / "adapter_model.safetensors")[:24]
     return StageResult(
@@ -173,10 +193,11 @@ def teacher_logits_stage(
     """Sparse teacher log-probs for every training example, in `root/<version>/part-*.parquet`.
 
     Incremental: shard files of `prev_dir` (the last materialization) whose spec matches are
-    hard-linked and only examples with new keys are scored. With `num_shards` > 1 or several ranks
-    (`dist`), the new examples are split by `logits_cache.shard_index`; each rank scores its shards
-    into a staging folder (shards already there from an interrupted run are kept), then rank 0
-    merges them atomically. Returns the result on rank 0, None on the other ranks.
+    hard-linked and only examples with new keys are scored; a damaged shard there is not reused (its
+    examples are scored again) and a damaged `root/<version>` folder is rebuilt. With `num_shards` > 1
+    or several ranks (`dist`), the new examples are split by `logits_cache.shard_index`; each rank
+    scores its shards into a staging folder (whole shards already there from an interrupted run are
+    kept), then rank 0 merges them atomically. Returns the result on rank 0, None on the other ranks.
     """
     from transformers import AutoTokenizer
 
@@ -194,15 +215,21 @@ def teacher_logits_stage(
     version = stable_json_hash({"spec": spec.metadata(), "keys": keys})[:24]
     target = root / version
 
-    # previous compatible version: reuse its shards, score only the new keys
+    def check(folder: Path) -> str | None:
+        return lc.verify(folder, keys)
+
+    # previous compatible version: reuse its whole shards, score only the new keys
     reused: dict[str, Path] = {}
     prev = Path(prev_dir) if prev_dir else None
     if prev is not None and prev.is_dir() and lc.shard_files(prev):
         try:
-            lc.check_compatible(lc.read_metadata(lc.shard_files(prev)[0]), spec, str(prev))
-            reused = lc.cached_keys(prev)
+            reused = lc.reusable_keys(prev, spec, on_damaged=lambda msg: say(log, f"previous cache: {msg}"))
         except lc.CacheMismatchError as exc:
             say(log, f"previous cache not reusable: {exc}")
+    damage = check(target) if target.exists() else None
+    damaged = damage is not None
+    if damaged:
+        say(log, f"{target} is damaged ({damage}); rebuilding")
     todo = [e for e in examples if e["example_key"] not in reused]
     todo = list({e["example_key"]: e for e in todo}.values())  # de-duplicate identical examples
     keep = sorted({p for k, p in reused.items() if k in set(keys)})
@@ -222,12 +249,19 @@ def teacher_logits_stage(
             progress=progress,
         )
 
-    if not target.exists():
+    if damaged or not target.exists():
         model_box: list = []
         if n == 1:
+            # a damaged target goes aside first; its whole shards (prev_dir == target on a forced
+            # re-run) are linked from there. (The sharded path leaves it to merge_shards' one rename.)
+            aside = set_aside(target) if damaged else None
+            sources = [
+                aside / p.name if aside is not None and p.parent.absolute() == target.absolute() else p
+                for p in keep
+            ]
 
             def build(tmp: Path) -> None:
-                for shard in keep:
+                for shard in sources:
                     lc.link_or_copy(shard, tmp / shard.name)
                 if todo:
                     rows = score(todo, model_box)
@@ -236,7 +270,11 @@ def teacher_logits_stage(
                     )
                     lc.write_shard(rows, tmp / shard_name, spec, profile.cache.rows_per_group)
 
-            cached_artifact(target, build, log=log)
+            try:
+                cached_artifact(target, build, log=log, check=check)
+            finally:
+                if aside is not None:
+                    remove_dir(aside)
         else:
             todo_keys = sorted(e["example_key"] for e in todo)
             staging = staging_dir(root, version, todo_keys, n)
@@ -244,9 +282,12 @@ def teacher_logits_stage(
             for i in range(dist.rank, n, dist.world_size):
                 path = lc.shard_part_path(staging, i, n)
                 want = {e["example_key"] for e in parts[i]}
-                if path.exists() and set(lc.shard_part_keys(path)) == want:
-                    say(log, f"shard {i}/{n} already scored ({len(want)} examples); keeping it")
-                    continue
+                if path.exists():
+                    if problem := lc.shard_problem(path):
+                        say(log, f"shard {i}/{n}: {path} is damaged ({problem}); scoring it again")
+                    elif set(lc.shard_part_keys(path)) == want:
+                        say(log, f"shard {i}/{n} already scored ({len(want)} examples); keeping it")
+                        continue
                 rows = score(parts[i], model_box) if parts[i] else []
                 lc.write_shard_part(rows, staging, i, n, spec, profile.cache.rows_per_group)
                 say(log, f"rank {dist.rank}: shard {i}/{n} scored ({len(rows)} examples)")
