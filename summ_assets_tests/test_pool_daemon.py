@@ -229,7 +229,8 @@ def test_the_daemon_frees_the_slot_of_a_killed_run_within_the_monitoring_interva
     """`make ui` case: a daemon-launched teacher_adapter run holds the only slot of pool gpu and its
     processes are SIGKILLed. Dagster's run monitoring cannot see the dead worker (the default run
     launcher has no health check); the product's `dead_run_cleanup` sensor marks the run failed and
-    frees the slot within its interval (30 s, the shipped run_monitoring.poll_interval_seconds)."""
+    frees the slot within its interval (30 s, the shipped run_monitoring.poll_interval_seconds) plus the
+    daemon's evaluation time."""
     import psutil
 
     from summ_assets.defs.automation import DEAD_RUN_CHECK_S
@@ -312,7 +313,8 @@ def test_the_daemon_frees_the_slot_of_a_killed_run_within_the_monitoring_interva
             _stop(p)
     assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
     assert instance.event_log_storage.get_concurrency_info("gpu").claimed_slots == []
-    assert freed_after <= DEAD_RUN_CHECK_S + 15, freed_after  # one sensor interval (+ a daemon tick)
+    # one sensor interval, plus the daemon's own tick and code-location load (slow on 2 busy cores)
+    assert freed_after <= 2 * DEAD_RUN_CHECK_S, freed_after
     failure = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
     assert "cleaned up by summ-assets" in failure[-1].message  # our sensor did it, not run monitoring
     print(f"\nslot of the killed run freed {freed_after:.1f}s after the kill")
