@@ -21,34 +21,14 @@ from summ_assets.core.integrity import (
     check_parquet_files,
     check_safetensors_file,
 )
-from summ_assets_tests.test_logits_shards import dataset_rows, write_dataset
+from summ_assets_tests.test_logits_shards import _spec, dataset_rows, tiny_cache_rows, write_dataset
 from summ_assets_tests.test_tokenizer_models import tiny_models, tiny_tokenizer
-
-
-def _spec() -> lc.CacheSpec:
-    return lc.CacheSpec(
-        mode="topk",
-        k=8,
-        n_samples=16,
-        teacher_fingerprint="teach",
-        tokenizer_hash="tok",
-        chat_template_hash="tpl",
-    )
 
 
 @pytest.fixture(scope="module")
 def captured() -> list[dict]:
     """Teacher rows for 6 examples of the tiny teacher."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from summ_assets.core.examples import build_examples
-
-    t_dir, _ = tiny_models()
-    torch.set_num_threads(1)
-    model = AutoModelForCausalLM.from_pretrained(t_dir, dtype=torch.float32)
-    examples = build_examples(dataset_rows(6), tiny_tokenizer(), 64, 16)
-    return lc.capture(model, examples, _spec(), pad_id=0, batch_size=2)
+    return tiny_cache_rows(6, batch_size=2)
 
 
 def _truncate(path: Path, keep: float = 0.5) -> None:

@@ -52,9 +52,9 @@ def _spec(teacher: str = "teach") -> lc.CacheSpec:
     )
 
 
-@pytest.fixture(scope="module")
-def captured() -> list[dict]:
-    """Teacher rows for N_EXAMPLES examples, scored one example per batch (order-independent values)."""
+def tiny_cache_rows(n: int = N_EXAMPLES, batch_size: int = 1) -> list[dict]:
+    """Teacher rows of the tiny teacher for the first `n` dataset examples (batch 1: the values do not
+    depend on how examples are batched)."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -63,8 +63,14 @@ def captured() -> list[dict]:
     t_dir, _ = tiny_models()
     torch.set_num_threads(1)
     model = AutoModelForCausalLM.from_pretrained(t_dir, dtype=torch.float32)
-    examples = build_examples(dataset_rows(), tiny_tokenizer(), 64, 16)
-    return lc.capture(model, examples, _spec(), pad_id=0, batch_size=1)
+    examples = build_examples(dataset_rows(n), tiny_tokenizer(), 64, 16)
+    return lc.capture(model, examples, _spec(), pad_id=0, batch_size=batch_size)
+
+
+@pytest.fixture(scope="module")
+def captured() -> list[dict]:
+    """Teacher rows for N_EXAMPLES examples."""
+    return tiny_cache_rows()
 
 
 def _write_sharded(rows: list[dict], staging: Path, n: int, spec: lc.CacheSpec | None = None) -> None:

@@ -13,6 +13,7 @@ for pool gpu" until the slot frees.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -89,6 +91,53 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait(timeout=5)
 
 
+def _env(home: Path, data: Path, art: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "SUMM_PROFILE": "tiny",
+        "SUMM_DATA": str(data),
+        "SUMM_ARTIFACTS": str(art),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@contextlib.contextmanager
+def _code_server_and_daemon(
+    tmp_path: Path, env: dict[str, str]
+) -> Iterator[tuple[list[str], subprocess.Popen, Path]]:
+    """One code server for summ_assets.definitions (shared by the daemon and the launch commands)
+    and `dagster-daemon run` against it; yields the gRPC arguments for `dagster job launch`, the
+    daemon process and its log; stops both."""
+    port = str(_free_port())
+    grpc = ["--grpc-host", "127.0.0.1", "--grpc-port", port]
+    server_log, daemon_log = tmp_path / "server.log", tmp_path / "daemon.log"
+    procs: list[subprocess.Popen] = []
+    try:
+        cmd = [
+            str(BIN / "dagster"),
+            "api",
+            "grpc",
+            "-m",
+            "summ_assets.definitions",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            port,
+        ]
+        server = _start(cmd, env, server_log)
+        procs.append(server)
+        _wait_for("Started Dagster code server", server_log, server, 60)
+        daemon = _start([str(BIN / "dagster-daemon"), "run", *grpc], env, daemon_log)
+        procs.append(daemon)
+        yield grpc, daemon, daemon_log
+    finally:
+        for p in reversed(procs):
+            _stop(p)
+
+
 def _wait_for(text: str, log: Path, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -117,45 +166,11 @@ def test_gpu_pool_runs_one_heavy_step_at_a_time_across_queued_runs(tmp_path: Pat
     home.mkdir()
     data = copy_corpus(tmp_path / "data", DOCS)
     _instance_yaml(home)
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "SUMM_PROFILE": "tiny",
-        "SUMM_DATA": str(data),
-        "SUMM_ARTIFACTS": str(art),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = _env(home, data, art)
     instance = dg.DagsterInstance.from_config(str(home))
     _materialize_upstream(instance, data, art)
 
-    port = str(_free_port())
-    grpc = ["--grpc-host", "127.0.0.1", "--grpc-port", port]
-    server_log, daemon_log = tmp_path / "server.log", tmp_path / "daemon.log"
-    procs: list[subprocess.Popen] = []
-    try:
-        # one code server for summ_assets.definitions, shared by the daemon and the launch commands
-        server = _start(
-            [
-                str(BIN / "dagster"),
-                "api",
-                "grpc",
-                "-m",
-                "summ_assets.definitions",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                port,
-            ],
-            env,
-            server_log,
-        )
-        procs.append(server)
-        _wait_for("Started Dagster code server", server_log, server, 60)
-        daemon = _start([str(BIN / "dagster-daemon"), "run", *grpc], env, daemon_log)
-        procs.append(daemon)
-
+    with _code_server_and_daemon(tmp_path, env) as (grpc, daemon, daemon_log):
         run_ids = {asset: str(uuid.uuid4()) for asset in HEAVY}
         launches = [
             subprocess.Popen(
@@ -185,9 +200,6 @@ def test_gpu_pool_runs_one_heavy_step_at_a_time_across_queued_runs(tmp_path: Pat
         assert statuses == {a: dg.DagsterRunStatus.SUCCESS for a in HEAVY}, (
             f"{statuses}\n{daemon_log.read_text()[-3000:]}"
         )
-    finally:
-        for p in reversed(procs):
-            _stop(p)
 
     t = {a: _times(instance, r) for a, r in run_ids.items()}
     for a in HEAVY:
@@ -243,42 +255,10 @@ def test_the_daemon_frees_the_slot_of_a_killed_run_within_the_monitoring_interva
         tmp_path / "data", [f"raw/{p.name}" for p in sorted((REPO / "data/raw").glob("ko-*.md"))[:12]]
     )
     _instance_yaml(home)
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "SUMM_PROFILE": "tiny",
-        "SUMM_DATA": str(data),
-        "SUMM_ARTIFACTS": str(art),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "PYTHONUNBUFFERED": "1",
-    }
+    env = _env(home, data, art)
     instance = dg.DagsterInstance.from_config(str(home))
     _materialize_upstream(instance, data, art)
-    port = str(_free_port())
-    grpc = ["--grpc-host", "127.0.0.1", "--grpc-port", port]
-    server_log, daemon_log = tmp_path / "server.log", tmp_path / "daemon.log"
-    procs: list[subprocess.Popen] = []
-    try:
-        server = _start(
-            [
-                str(BIN / "dagster"),
-                "api",
-                "grpc",
-                "-m",
-                "summ_assets.definitions",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                port,
-            ],
-            env,
-            server_log,
-        )
-        procs.append(server)
-        _wait_for("Started Dagster code server", server_log, server, 60)
-        daemon = _start([str(BIN / "dagster-daemon"), "run", *grpc], env, daemon_log)
-        procs.append(daemon)
+    with _code_server_and_daemon(tmp_path, env) as (grpc, daemon, daemon_log):
         run_id = str(uuid.uuid4())
         launch = subprocess.run(
             [str(BIN / "dagster"), "job", "launch", *grpc, "-j", "train_and_evaluate", "-o", "teacher_adapter",
@@ -308,9 +288,6 @@ def test_the_daemon_frees_the_slot_of_a_killed_run_within_the_monitoring_interva
                 break
             time.sleep(0.5)
         freed_after = time.monotonic() - killed_at
-    finally:
-        for p in reversed(procs):
-            _stop(p)
     assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
     assert instance.event_log_storage.get_concurrency_info("gpu").claimed_slots == []
     # one sensor interval, plus the daemon's own tick and code-location load (slow on 2 busy cores)
