@@ -149,19 +149,15 @@ def main() -> None:
 
     def sparse_per(ids, lp, tail, divergence: str, capture: float):
         def fn(sl):
-            return torch.stack(
-                [
-                    kd.sparse_kd_loss(
-                        sl[i : i + 1],
-                        ids[i : i + 1],
-                        lp[i : i + 1],
-                        tail[i : i + 1],
-                        temperature=T,
-                        divergence=divergence,
-                        capture_temperature=capture,
-                    )
-                    for i in range(sl.shape[0])
-                ]
+            return kd.sparse_kd_loss(
+                sl,
+                ids,
+                lp,
+                tail,
+                temperature=T,
+                divergence=divergence,
+                capture_temperature=capture,
+                reduction="none",
             )
 
         return fn

@@ -144,7 +144,8 @@ def sparse_kd_loss(
     sampled: bool = False,
     reduction: str = "mean",
 ) -> Any:
-    """T^2 * D(teacher || student) on K+1 buckets, averaged (or summed) over positions.
+    """T^2 * D(teacher || student) on K+1 buckets, averaged over positions (`reduction` "mean"),
+    summed ("sum") or per position ("none").
 
     Inputs are [N, V] / [N, K] / [N]. `capture_temperature` (default: `temperature`) is the
     temperature the cached targets were stored at; `sampled` marks sampled targets (forward KL at the
@@ -171,6 +172,8 @@ def sparse_kd_loss(
     if divergence == "reverse_kl":
         logp = floor_empty_tail(logp, ~torch.isfinite(logp[:, -1]))
     per = bucket_divergence(logp, logq, divergence) * temperature**2
+    if reduction == "none":
+        return per
     return per.sum() if reduction == "sum" else per.mean()
 
 
