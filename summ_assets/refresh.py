@@ -221,10 +221,14 @@ def _refresh(dry_run: bool, forced: set[str], wait_timeout: float | None) -> int
     settings = resources["settings"]
     t0 = time.time()
     failures: list[str] = []
-    known = {a.key.to_user_string() for a in ASSETS}
+    known = {"teacher_base", "student_base", *UNPARTITIONED}  # per-document assets follow their files
     unknown = sorted(forced - known)
     if unknown:
-        print(f"--force {', '.join(unknown)}: no such asset; choose from {sorted(known)}", file=sys.stderr)
+        print(
+            f"--force {', '.join(unknown)}: not an unpartitioned asset; choose from {sorted(known)} (a document's "
+            "partitions re-ingest when its file changes)",
+            file=sys.stderr,
+        )
         return 2
     checks = check_descriptions()
 
