@@ -236,15 +236,49 @@ def test_gpu_pool_runs_one_heavy_step_at_a_time_across_queued_runs(tmp_path: Pat
     )
 
 
-@pytest.mark.slow
-def test_the_daemon_frees_the_slot_of_a_killed_run_within_the_monitoring_interval(tmp_path: Path) -> None:
-    """`make ui` case: a daemon-launched teacher_adapter run holds the only slot of pool gpu and its
-    processes are SIGKILLed. Dagster's run monitoring cannot see the dead worker (the default run
-    launcher has no health check); the product's `dead_run_cleanup` sensor marks the run failed and
-    frees the slot within its interval (30 s, the shipped run_monitoring.poll_interval_seconds) plus the
-    daemon's evaluation time."""
+def _claimed_by(instance: dg.DagsterInstance, run_id: str, timeout: float) -> int:
+    """Wait until `run_id` holds the gpu slot; the pid of its worker (its RUN_START event)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        claimed = [s.run_id for s in instance.event_log_storage.get_concurrency_info("gpu").claimed_slots]
+        starts = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_START)
+        if run_id in claimed and starts:
+            return starts[0].dagster_event.pid
+        time.sleep(0.2)
+    raise AssertionError(f"run {run_id} never held the gpu slot within {timeout}s")
+
+
+def _kill_and_time_the_freed_slot(instance: dg.DagsterInstance, run_id: str, pid: int, limit: float) -> float:
+    """SIGKILL the run's worker and everything it started (as an OOM kill would); seconds until the
+    run is FAILURE and the gpu slot is free."""
     import psutil
 
+    worker = psutil.Process(pid)
+    for p in [*worker.children(recursive=True), worker]:
+        p.kill()
+    killed_at = time.monotonic()
+    while time.monotonic() < killed_at + limit:
+        run = instance.get_run_by_id(run_id)
+        claimed = instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
+        if run.status == dg.DagsterRunStatus.FAILURE and not claimed:
+            break
+        time.sleep(0.5)
+    return time.monotonic() - killed_at
+
+
+@pytest.mark.slow
+def test_the_daemon_frees_the_slot_of_a_killed_run_within_the_monitoring_interval(tmp_path: Path) -> None:
+    """`make ui` case, two ways a run holding the only slot of pool gpu dies (SIGKILL of the run and
+    all its processes) while the daemon runs:
+
+    1. a daemon-launched run: its code server supervises the run process, sees it die and marks the run
+       failed; run monitoring then frees a finished run's slots (`free_slots_after_run_end_seconds`, 30 s),
+       or the product's `dead_run_cleanup` sensor gets there first;
+    2. a run nobody supervises (a `dagster asset materialize` / `summ-assets refresh` run from a terminal):
+       Dagster does nothing (the default run launcher has no worker health check); only the product's
+       sensor marks it failed and frees the slot.
+    Either way the slot is back within two sensor intervals (30 s each, = the shipped
+    run_monitoring.poll_interval_seconds), allowing for the daemon's own ticks on 2 busy cores."""
     from summ_assets.defs.automation import DEAD_RUN_CHECK_S
 
     cfg = yaml.safe_load((REPO / "dagster_home" / "dagster.yaml").read_text())
@@ -258,40 +292,43 @@ def test_the_daemon_frees_the_slot_of_a_killed_run_within_the_monitoring_interva
     env = _env(home, data, art)
     instance = dg.DagsterInstance.from_config(str(home))
     _materialize_upstream(instance, data, art)
+    limit = 2 * DEAD_RUN_CHECK_S + 30
     with _code_server_and_daemon(tmp_path, env) as (grpc, daemon, daemon_log):
-        run_id = str(uuid.uuid4())
+        launched = str(uuid.uuid4())
         launch = subprocess.run(
             [str(BIN / "dagster"), "job", "launch", *grpc, "-j", "train_and_evaluate", "-o", "teacher_adapter",
-             "--run-id", run_id],
+             "--run-id", launched],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert launch.returncode == 0, launch.stdout[-3000:] + launch.stderr[-3000:]
-        deadline = time.monotonic() + 180
-        pid = None
-        while time.monotonic() < deadline:
-            claimed = instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
-            starts = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_START)
-            if claimed and starts:
-                pid = starts[0].dagster_event.pid
-                break
-            assert daemon.poll() is None, daemon_log.read_text()[-3000:]
+        pid = _claimed_by(instance, launched, 180)
+        freed_launched = _kill_and_time_the_freed_slot(instance, launched, pid, limit)
+
+        terminal = subprocess.Popen(
+            [str(BIN / "dagster"), "asset", "materialize", "-m", "summ_assets.definitions", "--select",
+             "teacher_adapter"],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 120
+        unsupervised = None
+        while unsupervised is None and time.monotonic() < deadline:
+            runs = instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+            unsupervised = next((r.run_id for r in runs if r.run_id != launched), None)
             time.sleep(0.2)
-        assert pid is not None, daemon_log.read_text()[-3000:]
-        worker = psutil.Process(pid)
-        for p in [*worker.children(recursive=True), worker]:  # the whole run dies, as in an OOM kill
-            p.kill()
-        killed_at = time.monotonic()
-        while time.monotonic() < killed_at + DEAD_RUN_CHECK_S + 30:
-            run = instance.get_run_by_id(run_id)
-            claimed = instance.event_log_storage.get_concurrency_info("gpu").claimed_slots
-            if run.status == dg.DagsterRunStatus.FAILURE and not claimed:
-                break
-            time.sleep(0.5)
-        freed_after = time.monotonic() - killed_at
-    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+        assert unsupervised is not None
+        pid = _claimed_by(instance, unsupervised, 180)
+        freed_unsupervised = _kill_and_time_the_freed_slot(instance, unsupervised, pid, limit)
+        terminal.wait(timeout=30)
+        assert daemon.poll() is None, daemon_log.read_text()[-3000:]
+    for run_id, freed in ((launched, freed_launched), (unsupervised, freed_unsupervised)):
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+        assert freed <= 2 * DEAD_RUN_CHECK_S + 15, (run_id, freed)
     assert instance.event_log_storage.get_concurrency_info("gpu").claimed_slots == []
-    # one sensor interval, plus the daemon's own tick and code-location load (slow on 2 busy cores)
-    assert freed_after <= 2 * DEAD_RUN_CHECK_S, freed_after
-    failure = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
-    assert "cleaned up by summ-assets" in failure[-1].message  # our sensor did it, not run monitoring
-    print(f"\nslot of the killed run freed {freed_after:.1f}s after the kill")
+    failure = instance.all_logs(unsupervised, of_type=dg.DagsterEventType.RUN_FAILURE)
+    assert "cleaned up by summ-assets" in failure[-1].message  # nothing but our sensor could do it
+    who = instance.all_logs(launched, of_type=dg.DagsterEventType.RUN_FAILURE)[-1].message
+    print(
+        f"\nslot freed after the kill: daemon-launched run {freed_launched:.1f}s "
+        f"({'our sensor' if 'summ-assets' in who else 'code server + run monitoring'}), "
+        f"unsupervised run {freed_unsupervised:.1f}s (our sensor)"
+    )
