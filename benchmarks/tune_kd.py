@@ -79,7 +79,7 @@ def cache_at(root: Path, spec: object, temperature: float, train: list[dict], pr
     from summ_assets.core import logits_cache as lc
     from summ_assets.core.models import load_causal_lm
 
-    spec_t = dc_replace(spec, temperature=temperature)
+    spec_t = dc_replace(spec, capture_temperature=temperature)
     folder = root / "_sweep" / f"cache-T{temperature:g}"
     if not lc.shard_files(folder):
         teacher = load_causal_lm(_load("teacher_adapter", root)["merged"])
@@ -136,7 +136,7 @@ def main(settings: list[str]) -> None:
         tag = (setting.replace("=", "").replace(",", "_") or "default") + os.environ.get("TUNE_TAG", "")
         t0 = time.time()
         run_spec, run_train = spec, kd_train
-        if alpha > 0 and prof.student.temperature != spec.temperature:
+        if alpha > 0 and prof.student.temperature != spec.capture_temperature:
             run_spec, cache_t = cache_at(root, spec, prof.student.temperature, train, profile)
             run_train = attach_teacher(train, cache_t)
         metrics = train_student(

@@ -383,7 +383,7 @@ def train_student(
         alpha=alpha,
         temperature=cfg.temperature,
         divergence=cfg.divergence,
-        capture_temperature=teacher_spec.temperature if teacher_spec is not None else None,
+        capture_temperature=teacher_spec.capture_temperature if teacher_spec is not None else None,
         sampled=teacher_spec is not None and teacher_spec.mode == "sampled",
     )
     selection = None

@@ -107,13 +107,12 @@ class CacheSpec:
     teacher_fingerprint: str
     tokenizer_hash: str
     chat_template_hash: str
-    temperature: float = 1.0  # capture temperature: the teacher is stored as softmax(z / temperature)
+    capture_temperature: float = 1.0  # the teacher is stored as softmax(z / capture_temperature)
 
     @classmethod
     def from_metadata(cls, meta: dict[str, Any]) -> CacheSpec:
         """The spec a cache's metadata (or an asset output's ``spec``) was written with."""
-        fields = {f: meta[f] for f in cls.__dataclass_fields__ if f != "temperature"}
-        return cls(**fields, temperature=float(meta.get("capture_temperature", 1.0)))
+        return cls(**{f: meta[f] for f in cls.__dataclass_fields__})
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -125,7 +124,7 @@ class CacheSpec:
             "teacher_fingerprint": self.teacher_fingerprint,
             "tokenizer_hash": self.tokenizer_hash,
             "chat_template_hash": self.chat_template_hash,
-            "capture_temperature": float(self.temperature),
+            "capture_temperature": float(self.capture_temperature),
         }
 
 
@@ -205,7 +204,7 @@ def capture(
             ids, lp, tail = (
                 t.cpu()
                 for t in sparse_targets(
-                    logp, spec.mode, spec.k, spec.n_samples, gen, temperature=spec.temperature
+                    logp, spec.mode, spec.k, spec.n_samples, gen, temperature=spec.capture_temperature
                 )
             )
         targets, mask = targets.cpu(), mask.cpu()
@@ -332,7 +331,7 @@ def check_compatible(meta: dict[str, Any], spec: CacheSpec, where: str) -> None:
         "chat_template_hash",
         "capture_temperature",
     ):
-        if meta.get(key, 1.0 if key == "capture_temperature" else None) != want[key]:
+        if meta.get(key) != want[key]:
             raise CacheMismatchError(
                 f"{where}: logit cache {key}={meta.get(key)!r} but the current run expects {want[key]!r}; "
                 "re-materialize teacher_logits for this teacher/tokenizer"

@@ -89,9 +89,9 @@ def _train(
             spec = lc.CacheSpec.from_metadata(teacher_logits["spec"])
             if spec.tokenizer_hash != tokenizer_fingerprint(tok):
                 raise dg.Failure("teacher logit cache was made with another tokenizer than the student's")
-            if spec.temperature != profile.student.temperature:
+            if spec.capture_temperature != profile.student.temperature:
                 context.log.warning(
-                    f"teacher logits were captured at T={spec.temperature}, the student trains at "
+                    f"teacher logits were captured at T={spec.capture_temperature}, the student trains at "
                     f"T={profile.student.temperature}: the cached buckets are re-tempered (tail as one bucket, "
                     "approximate); re-materialize teacher_logits for exact targets"
                 )

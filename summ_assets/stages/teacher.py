@@ -66,7 +66,7 @@ def cache_spec(profile: Profile, teacher_adapter: TeacherAdapterRef, tokenizer: 
         teacher_fingerprint=teacher_adapter["version"],
         tokenizer_hash=tokenizer_fingerprint(tokenizer),
         chat_template_hash=sha256_bytes((tokenizer.chat_template or "").encode())[:16],
-        temperature=profile.student.temperature,  # captured at the KD temperature: exact tempered targets
+        capture_temperature=profile.student.temperature,  # at the KD temperature: exact tempered targets
     )
 
 
