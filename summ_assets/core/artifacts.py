@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from summ_assets.core import env
+from summ_assets.core.processes import alive_since
 
 
 def artifacts_root() -> Path:
@@ -85,16 +86,6 @@ def atomic_dir(target: Path, *, replace_existing: bool = True) -> Iterator[Path]
         os.replace(tmp, target)
 
 
-def _writer_alive(pid: int, since: float) -> bool:
-    """A live process holds `pid` and was started before `since` (not a later one reusing the number)."""
-    import psutil
-
-    try:
-        return psutil.Process(pid).create_time() <= since + 1.0
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-
-
 def sweep_leftovers(target: Path) -> list[Path]:
     """Remove the ``.tmp-<name>-<pid>-*`` / ``.old-<name>-<pid>`` siblings of `target` whose writer
     process is gone (a write killed half-way): never mistaken for artifacts (hidden names), and never
@@ -105,7 +96,7 @@ def sweep_leftovers(target: Path) -> list[Path]:
         for p in target.parent.glob(f"{kind}-{target.name}-*"):
             pid_part = p.name[len(f"{kind}-{target.name}-") :].split("-", 1)[0]
             try:
-                alive = _writer_alive(int(pid_part), p.stat().st_mtime)
+                alive = alive_since(int(pid_part), p.stat().st_mtime)
             except (ValueError, OSError):
                 alive = False  # no pid in the name: written before pids were recorded
             if not alive and p.is_dir():

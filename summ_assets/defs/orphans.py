@@ -21,9 +21,10 @@ import time
 from dataclasses import dataclass
 
 import dagster as dg
-import psutil
 from dagster._core.events import DagsterEventType
 from dagster._core.launcher import DefaultRunLauncher
+
+from summ_assets.core.processes import alive_since
 
 ACTIVE = [dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 # a worker that started within this many seconds after its run's start time is the run's own process
@@ -60,18 +61,6 @@ def worker_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int | None, f
     return (entry.dagster_event.pid if entry.dagster_event else None), entry.timestamp
 
 
-def process_alive(pid: int, started_by: float) -> bool:
-    """A live process holds `pid` and it was started by `started_by` (+ slack), i.e. it is not a
-    later process that reused the number."""
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return proc.create_time() <= started_by + _PID_SLACK_S
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-
-
 def _last_event_at(instance: dg.DagsterInstance, run_id: str) -> float:
     recs = instance.get_records_for_run(run_id, limit=1, ascending=False).records
     return recs[0].event_log_entry.timestamp if recs else 0.0
@@ -84,7 +73,7 @@ def find_orphans(instance: dg.DagsterInstance) -> list[OrphanedRun]:
     out = []
     for run in instance.get_runs(filters=dg.RunsFilter(statuses=ACTIVE)):
         pid, started = worker_pid(instance, run.run_id)
-        if pid is None or process_alive(pid, started):
+        if pid is None or alive_since(pid, started, _PID_SLACK_S):
             continue  # not started yet (the launcher still owns it), or alive: not ours to touch
         assets = tuple(sorted(k.to_user_string() for k in (run.asset_selection or ())))
         out.append(OrphanedRun(run.run_id, assets, pid, _last_event_at(instance, run.run_id)))
