@@ -211,9 +211,9 @@ def _refresh(dry_run: bool, forced: set[str], wait_timeout: float | None) -> int
     import dagster as dg
 
     from summ_assets.definitions import ASSETS, RESOURCES, UNPARTITIONED
-    from summ_assets.defs.common import failure_message
     from summ_assets.defs.orphans import checks_local_runs, clean_orphans
     from summ_assets.defs.partitions import plan_partitions
+    from summ_assets.defs.run_failures import result_failure_lines
     from summ_assets.defs.staleness import resolver, status_of
 
     instance = dg.DagsterInstance.get()
@@ -312,11 +312,13 @@ def _refresh(dry_run: bool, forced: set[str], wait_timeout: float | None) -> int
                 raise_on_error=False,
                 tags={"summ_assets/trigger": "refresh"},
             )
-            mark = "ok" if result.success else "FAILED"
-            if not result.success:
+            lines = [] if result.success else result_failure_lines(result) or ["see the UI"]
+            if lines:
                 failures.append(doc_id)
-                mark += f": {failure_message(result)[:300] or 'see the UI'}"
+            mark = f"FAILED: {lines[0]}" if lines else "ok"
             print(f"    [{i}/{len(todo)}] {doc_id} ({why}) {mark}", flush=True)
+            for line in lines[1:]:
+                print(f"    | {line}", flush=True)
 
     # 4. the model half, in dependency order, each only if stale after its upstream ran
     force = {"corpus_manifest"} if (todo or add or drop) else set()

@@ -147,7 +147,7 @@ def test_refresh_prints_every_label_problem_with_its_file_and_line(tmp_path: Pat
 
 
 def test_failure_lines_show_the_product_error_and_failed_checks_with_numbers(tmp_path: Path) -> None:
-    from summ_assets.defs.run_failures import failure_lines
+    from summ_assets.defs.run_failures import failure_lines, result_failure_lines
 
     @dg.asset
     def gated() -> int:
@@ -172,6 +172,9 @@ def test_failure_lines_show_the_product_error_and_failed_checks_with_numbers(tmp
         assert lines[0] == "broken: ValueError: first line"
         assert lines[1:3] == ["    a.jsonl:1: bad", "    a.jsonl:2: bad"]
         assert lines[3].startswith("... and 1 more line(s)")
+        # the in-process result's own events say the same (the path `refresh` uses for ingestion)
+        assert result_failure_lines(r2, cap=2) == lines
+        assert result_failure_lines(r1) == failure_lines(instance, r1.run_id)
 
 
 def _live_run_holding_the_gpu_slot(home: str) -> str:

@@ -295,7 +295,7 @@ def _run_automation(sdefs: dg.Definitions, instance: dg.DagsterInstance, cursor,
     request to the assets' checks, so blocking gates apply), until a tick requests nothing.
     Returns ([requested per tick], cursor, {check name: passed})."""
     from summ_assets.definitions import ASSETS
-    from summ_assets.defs.common import failure_message
+    from summ_assets.defs.run_failures import result_failure_lines
 
     ticks, checks = [], {}
     for _ in range(max_ticks):
@@ -321,7 +321,7 @@ def _run_automation(sdefs: dg.Definitions, instance: dg.DagsterInstance, cursor,
             if not e.passed
         }
         # a run may stop only at a blocking gate; any other failure is a bug
-        assert failed_steps <= failed_gates, failure_message(res)
+        assert failed_steps <= failed_gates, "\n".join(result_failure_lines(res))
     raise AssertionError(f"automation still requesting after {max_ticks} ticks: {ticks}")
 
 
@@ -448,9 +448,9 @@ def test_bad_file_fails_only_its_partition_and_data_is_never_written(built) -> N
     instance.add_dynamic_partitions("documents", [bad])
     res = ingest_partition(instance, resources, bad, raise_on_error=False)
     assert not res.success
-    from summ_assets.defs.common import failure_message
+    from summ_assets.defs.run_failures import result_failure_lines
 
-    msg = failure_message(res)
+    msg = "\n".join(result_failure_lines(res))
     assert "broken.md:1:3: invalid UTF-8" in msg
     manifest = dg.materialize(
         ASSETS, selection=[by_key["corpus_manifest"]], instance=instance, resources=resources

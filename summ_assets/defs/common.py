@@ -56,14 +56,3 @@ def code_version(base: str, *sections: str) -> str:
         return value
 
     return f"{base}+{stable_json_hash({s: pick(s) for s in sections})[:8]}"
-
-
-def failure_message(result: dg.ExecuteInProcessResult) -> str:
-    """The message of the first failed step's own error (not Dagster's wrapper around it)."""
-    for event in result.all_events:
-        if event.is_step_failure:
-            err = event.event_specific_data.error
-            while err.cause is not None and err.cls_name.startswith("Dagster"):
-                err = err.cause
-            return err.message.strip().splitlines()[0] if err.message.strip() else err.cls_name
-    return ""

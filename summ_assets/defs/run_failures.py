@@ -9,6 +9,7 @@ and its description (what it demands).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import dagster as dg
@@ -37,27 +38,28 @@ def _scalar(value: Any) -> str:
     return " ".join(str(raw).split())
 
 
-def failure_lines(
-    instance: dg.DagsterInstance,
-    run_id: str,
-    check_descriptions: dict[str, str] | None = None,
-    cap: int = MAX_LINES,
+def event_failure_lines(
+    events: Iterable[Any], check_descriptions: dict[str, str] | None = None, cap: int = MAX_LINES
 ) -> list[str]:
-    """Lines that say why `run_id` failed: failed checks first (name, numbers, what they demand),
-    then every failed step's error in full (capped at `cap` lines each)."""
+    """Lines that say why a run failed, from its `DagsterEvent`s: failed checks first (name, what they
+    demand, their numbers), then every failed step's error in full (capped at `cap` lines each)."""
+    events = list(events)
     out: list[str] = []
-    for rec in instance.get_records_for_run(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION).records:
-        ev = rec.event_log_entry.dagster_event.event_specific_data
+    for event in events:
+        if event.event_type != DagsterEventType.ASSET_CHECK_EVALUATION:
+            continue
+        ev = event.event_specific_data
         if ev is None or ev.passed:
             continue
         name = ev.check_name
         out.append(f"check {ev.asset_key.to_user_string()}/{name} FAILED")
         if check_descriptions and name in check_descriptions:
             out.append(f"  requires: {check_descriptions[name]}")
-        for key, value in (ev.metadata or {}).items():
+        for key, value in sorted((ev.metadata or {}).items()):  # stored events reorder metadata
             out.append(f"  {key}: {_scalar(value)}")
-    for rec in instance.get_records_for_run(run_id, of_type=DagsterEventType.STEP_FAILURE).records:
-        event = rec.event_log_entry.dagster_event
+    for event in events:
+        if not event.is_step_failure:
+            continue
         err = _product_error(event.step_failure_data.error)
         if err.cls_name == "DagsterAssetCheckFailedError" and out:
             continue  # the checks above say it with their numbers
@@ -66,3 +68,20 @@ def failure_lines(
         lead = first if first.startswith(err.cls_name) else f"{err.cls_name}: {first}"
         out += [f"{event.step_key}: {lead}", *_capped([f"  {line}" for line in rest], cap)]
     return out
+
+
+def failure_lines(
+    instance: dg.DagsterInstance,
+    run_id: str,
+    check_descriptions: dict[str, str] | None = None,
+    cap: int = MAX_LINES,
+) -> list[str]:
+    """`event_failure_lines` of a run read back from the instance (a run of another process)."""
+    kinds = {DagsterEventType.ASSET_CHECK_EVALUATION, DagsterEventType.STEP_FAILURE}
+    records = instance.get_records_for_run(run_id, of_type=kinds).records
+    return event_failure_lines((r.event_log_entry.dagster_event for r in records), check_descriptions, cap)
+
+
+def result_failure_lines(result: dg.ExecuteInProcessResult, cap: int = MAX_LINES) -> list[str]:
+    """`event_failure_lines` of an in-process run (`dg.materialize(..., raise_on_error=False)`)."""
+    return event_failure_lines(result.all_events, cap=cap)
