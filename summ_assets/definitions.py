@@ -28,10 +28,11 @@ def _finish(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
 # SUMM_LAUNCHER=pipes|k8s: the heavy assets (same keys) run through Dagster Pipes (defs/pipes.py)
 ASSETS = [_finish(a) for a in pipes.swap(_ASSETS)]
 RESOURCES = {**default_resources(), **pipes.pipes_resources()}
+CHECKS = dg.load_asset_checks_from_modules([evaluation])  # the gates; labels_valid sits on its asset
 
 defs = dg.Definitions(
     assets=ASSETS,
-    asset_checks=dg.load_asset_checks_from_modules([evaluation]),
+    asset_checks=CHECKS,
     resources=RESOURCES,
     jobs=[automation.ingest_job, automation.train_job],
     sensors=[automation.new_data_sensor, automation.automation_sensor, automation.dead_run_cleanup],

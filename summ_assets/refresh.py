@@ -179,13 +179,9 @@ def materialize_one(key: str, instance, wait_timeout: float | None, checks: dict
 
 def check_descriptions() -> dict[str, str]:
     """{check name: its description} for every asset check of the definitions."""
-    import dagster as dg
+    from summ_assets.definitions import ASSETS, CHECKS
 
-    from summ_assets.definitions import ASSETS
-    from summ_assets.defs import evaluation
-
-    specs = [spec for a in ASSETS for spec in a.check_specs]
-    specs += [spec for c in dg.load_asset_checks_from_modules([evaluation]) for spec in c.check_specs]
+    specs = [spec for a in [*ASSETS, *CHECKS] for spec in a.check_specs]
     return {spec.name: spec.description or "" for spec in specs}
 
 
