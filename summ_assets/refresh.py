@@ -207,7 +207,7 @@ def _refresh(dry_run: bool, forced: set[str], wait_timeout: float | None) -> int
     import dagster as dg
 
     from summ_assets.definitions import ASSETS, RESOURCES, UNPARTITIONED
-    from summ_assets.defs.orphans import checks_local_runs, clean_orphans
+    from summ_assets.defs.orphans import checks_local_runs, clean_orphans, free_slots_of_finished_runs
     from summ_assets.defs.partitions import plan_partitions
     from summ_assets.defs.run_failures import result_failure_lines
     from summ_assets.defs.staleness import resolver, status_of
@@ -232,6 +232,8 @@ def _refresh(dry_run: bool, forced: set[str], wait_timeout: float | None) -> int
     if not dry_run and checks_local_runs(instance):
         for orphan in clean_orphans(instance):
             say(orphan.line())
+        for run_id in free_slots_of_finished_runs(instance):
+            say(f"freed the pool slots still held by finished run {run_id[:8]}")
 
     # 1. partitions follow the files (the same plan the new-data sensor acts on)
     sync = plan_partitions(instance, settings.data_root)

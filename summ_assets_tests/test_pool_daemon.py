@@ -272,13 +272,13 @@ def test_the_daemon_frees_the_slot_of_a_killed_run_within_the_monitoring_interva
     all its processes) while the daemon runs:
 
     1. a daemon-launched run: its code server supervises the run process, sees it die and marks the run
-       failed; run monitoring then frees a finished run's slots (`free_slots_after_run_end_seconds`, 30 s),
-       or the product's `dead_run_cleanup` sensor gets there first;
+       failed; run monitoring would free the finished run's slots only `free_slots_after_run_end_seconds`
+       (30 s) after a poll, so the product's `dead_run_cleanup` sensor frees them on its next tick;
     2. a run nobody supervises (a `dagster asset materialize` / `summ-assets refresh` run from a terminal):
        Dagster does nothing (the default run launcher has no worker health check); only the product's
        sensor marks it failed and frees the slot.
-    Either way the slot is back within two sensor intervals (30 s each, = the shipped
-    run_monitoring.poll_interval_seconds), allowing for the daemon's own ticks on 2 busy cores."""
+    Either way the slot is back within one sensor interval (30 s, = the shipped
+    run_monitoring.poll_interval_seconds), plus the daemon's own tick."""
     from summ_assets.defs.automation import DEAD_RUN_CHECK_S
 
     cfg = yaml.safe_load((REPO / "dagster_home" / "dagster.yaml").read_text())
@@ -322,13 +322,14 @@ def test_the_daemon_frees_the_slot_of_a_killed_run_within_the_monitoring_interva
         assert daemon.poll() is None, daemon_log.read_text()[-3000:]
     for run_id, freed in ((launched, freed_launched), (unsupervised, freed_unsupervised)):
         assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
-        assert freed <= 2 * DEAD_RUN_CHECK_S + 15, (run_id, freed)
+        # one sensor interval, plus the daemon's own tick and code-location load (slow on 2 busy cores)
+        assert freed <= DEAD_RUN_CHECK_S + 15, (run_id, freed)
     assert instance.event_log_storage.get_concurrency_info("gpu").claimed_slots == []
     failure = instance.all_logs(unsupervised, of_type=dg.DagsterEventType.RUN_FAILURE)
     assert "cleaned up by summ-assets" in failure[-1].message  # nothing but our sensor could do it
     who = instance.all_logs(launched, of_type=dg.DagsterEventType.RUN_FAILURE)[-1].message
     print(
         f"\nslot freed after the kill: daemon-launched run {freed_launched:.1f}s "
-        f"({'our sensor' if 'summ-assets' in who else 'code server + run monitoring'}), "
+        f"(marked failed by {'our sensor' if 'summ-assets' in who else 'its code server'}), "
         f"unsupervised run {freed_unsupervised:.1f}s (our sensor)"
     )

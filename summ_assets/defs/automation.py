@@ -6,7 +6,7 @@ import dagster as dg
 from summ_assets.core import labels
 from summ_assets.defs import ingest
 from summ_assets.defs.common import DOCUMENTS, GROUPS
-from summ_assets.defs.orphans import clean_orphans
+from summ_assets.defs.orphans import clean_orphans, free_slots_of_finished_runs
 from summ_assets.defs.partitions import plan_partitions
 from summ_assets.defs.resources import SummSettings
 
@@ -124,12 +124,19 @@ DEAD_RUN_CHECK_S = 30
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Cleans up runs whose worker process died (SIGKILL, OOM kill, power loss): marks them "
     "failed and frees their pool slots, which Dagster's run monitoring does not do for the default run "
-    "launcher. The same cleanup `summ-assets refresh` runs before it launches anything.",
+    "launcher; and frees slots that finished runs still hold. The same cleanup `summ-assets refresh` "
+    "runs before it launches anything.",
 )
 def dead_run_cleanup(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     cleaned = clean_orphans(context.instance)
     for orphan in cleaned:
         context.log.warning(orphan.line())
-    if not cleaned:
-        return dg.SkipReason("every STARTING/STARTED run has a live worker")
-    return dg.SkipReason(f"cleaned up {len(cleaned)} run(s): {', '.join(o.run_id[:8] for o in cleaned)}")
+    freed = free_slots_of_finished_runs(context.instance)
+    for run_id in freed:
+        context.log.warning(f"freed the pool slots still held by finished run {run_id[:8]}")
+    if not (cleaned or freed):
+        return dg.SkipReason("every STARTING/STARTED run has a live worker; no finished run holds a slot")
+    return dg.SkipReason(
+        f"cleaned up {len(cleaned)} run(s) {[o.run_id[:8] for o in cleaned]}; freed the slots of "
+        f"{len(freed)} finished run(s) {[r[:8] for r in freed]}"
+    )

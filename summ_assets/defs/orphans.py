@@ -96,6 +96,22 @@ def clean_orphans(instance: dg.DagsterInstance) -> list[OrphanedRun]:
     return cleaned
 
 
+def free_slots_of_finished_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Free the pool slots still held by runs that have finished (failed, succeeded, canceled): e.g. a
+    daemon-launched run whose code server marked it failed after its process died. Dagster's run
+    monitoring frees those only `free_slots_after_run_end_seconds` later, and only under the daemon.
+    Returns the run ids whose slots were freed (empty unless `checks_local_runs`)."""
+    if not checks_local_runs(instance):
+        return []
+    freed = []
+    for run_id in sorted(instance.event_log_storage.get_concurrency_run_ids()):
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.is_finished:
+            instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+            freed.append(run_id)
+    return freed
+
+
 def pool_holders(instance: dg.DagsterInstance, pool: str) -> list[tuple[str, str, float]]:
     """(run id, step key, since) for every claimed slot of `pool`; since = the run's start time."""
     info = instance.event_log_storage.get_concurrency_info(pool)
