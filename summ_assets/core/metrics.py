@@ -23,6 +23,24 @@ ROUGE
 BERTScore
     `BertScorer` wraps ``bert_score.BERTScorer`` on a LOCAL model folder with an explicit layer, so the
     model hub is never contacted (callers set ``HF_HUB_OFFLINE=1``).
+
+    Rescaling baseline: `BertScorer.baseline_from_pairs` averages RAW (P, R, F) over random pairs of
+    texts from DIFFERENT groups of the SAME language (group = ``"language:doc_id"``; bert_score ships
+    no Korean baseline). `BertScorer.baseline_from_random_pairs` is the older group-blind variant.
+
+    `bertscore_nonempty` scores candidate/reference pairs but gives ``None`` (never 0 or a large
+    negative rescaled value) for empty candidates and for pairs whose raw P or R is <= 0, and lists
+    their indices, so means are taken over real scores only.
+
+Languages
+    `language_of` labels a text ``"ko"`` when Hangul syllables (가-힣) are >= 20 % of its letters,
+    else ``"other"``.
+
+Sanity checks
+    `metric_sanity` runs checks that FAIL when a metric or baseline is wrong: references against
+    themselves (ROUGE-Lsum F and raw BERTScore F must be 1), references against references of other
+    groups (ROUGE must be low; BERTScore F rescaled with the baseline must be ~0). `sanity_problems`
+    turns the numbers into human-readable failures (empty list = all good).
 """
 
 from __future__ import annotations
@@ -30,7 +48,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,15 +70,19 @@ __all__ = [
     "CharTokenizer",
     "KiwiMorphTokenizer",
     "WhitespaceTokenizer",
+    "bertscore_nonempty",
     "bootstrap_ci",
     "clear_caches",
     "get_kiwi",
     "get_tokenizer",
+    "language_of",
+    "metric_sanity",
     "middle_layer",
     "output_stats",
     "paired_bootstrap",
     "rescale",
     "rouge_scores",
+    "sanity_problems",
     "split_sentences",
     "tokenizer_name",
 ]
@@ -370,7 +392,8 @@ class BertScorer:
         """Mean RAW (P, R, F) over `n_pairs` random pairs of different texts (i != j, duplicates removed).
 
         Use unrelated texts (e.g. sections of different documents); the result is the ``baseline``
-        for rescaling (bert_score's own baselines have no Korean).
+        for rescaling (bert_score's own baselines have no Korean). Prefer `baseline_from_pairs`, which
+        never pairs two texts of the same document or of different languages.
         """
         uniq = list(dict.fromkeys(t for t in texts if t.strip()))
         if len(uniq) < 2:
@@ -383,6 +406,305 @@ class BertScorer:
         j = (i + rng.integers(1, n, size=n_pairs)) % n  # never equal to i
         p, r, f = self._raw([uniq[k] for k in i], [uniq[k] for k in j], batch_size)
         return float(p.mean()), float(r.mean()), float(f.mean())
+
+    def baseline_from_pairs(
+        self,
+        texts: Sequence[str],
+        groups: Sequence[str],
+        n_pairs: int = 500,
+        seed: int = 0,
+        batch_size: int = 32,
+    ) -> tuple[float, float, float]:
+        """Mean RAW (P, R, F) over `n_pairs` random pairs from different groups of the same language.
+
+        ``groups[k]`` is the group of ``texts[k]``, written ``"language:doc_id"``; the language is the
+        part before the first ``":"``. Empty/whitespace texts are dropped, and so are repeats of a text
+        (the first occurrence and its group are kept). Pairs are drawn with
+        ``numpy.random.default_rng(seed)``: ``i`` uniformly among the texts that have at least one
+        partner (a text of the same language in another group; texts without one are skipped), then
+        ``j`` uniformly among the partners of ``i``. The result is the ``baseline`` for rescaling.
+
+        Raises:
+            ValueError: lengths differ, ``n_pairs < 1``, a group has no ``":"``, or no valid pair
+                exists (e.g. every language has a single group).
+        """
+        if len(texts) != len(groups):
+            raise ValueError(f"{len(texts)} texts vs {len(groups)} groups")
+        if n_pairs < 1:
+            raise ValueError("n_pairs must be >= 1")
+        kept: dict[str, str] = {}
+        for text, group in zip(texts, groups, strict=True):
+            _group_language(group)  # validate every group, kept or not
+            if text.strip() and text not in kept:
+                kept[text] = group
+        uniq = list(kept)
+        i, j = _cross_group_pairs(list(kept.values()), n_pairs, seed)
+        p, r, f = self._raw([uniq[k] for k in i], [uniq[k] for k in j], batch_size)
+        return float(p.mean()), float(r.mean()), float(f.mean())
+
+
+# --------------------------------------------------------------------------------------------------
+# Languages, groups, BERTScore without empty outputs
+# --------------------------------------------------------------------------------------------------
+
+# At least this share of a text's letters must be Hangul syllables for `language_of` to say "ko".
+_KO_MIN_SHARE = 0.2
+
+
+def language_of(text: str) -> str:
+    """``"ko"`` when Hangul syllables (U+AC00 가 .. U+D7A3 힣) are >= 20 % of the letters, else ``"other"``.
+
+    Letters are the characters with ``str.isalpha()`` (Hangul syllables, Latin, Hanja, Hangul jamo,
+    ...); digits, punctuation and spaces are not counted. Jamo such as ``ㅋ`` are letters but not
+    syllables. A text without letters (``""``, ``"123"``) is ``"other"``. So ``"RAG 시스템"`` (3 of
+    6 letters) is ``"ko"`` and an English sentence quoting one Korean word usually is not.
+    """
+    letters = 0
+    hangul = 0
+    for ch in text:
+        if ch.isalpha():
+            letters += 1
+            if "가" <= ch <= "힣":
+                hangul += 1
+    if letters == 0:
+        return "other"
+    return "ko" if hangul >= _KO_MIN_SHARE * letters else "other"
+
+
+def _group_language(group: str) -> str:
+    lang, sep, _ = group.partition(":")
+    if not sep:
+        raise ValueError(f"group {group!r} has no ':'; groups must look like 'language:doc_id'")
+    return lang
+
+
+def _cross_group_pairs(groups: Sequence[str], n_pairs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i, j) with the same language and different groups; see `baseline_from_pairs`."""
+    group_ids: dict[str, int] = {}
+    lang_ids: dict[str, int] = {}
+    g_code = np.empty(len(groups), dtype=np.int64)
+    l_code = np.empty(len(groups), dtype=np.int64)
+    for k, group in enumerate(groups):
+        g_code[k] = group_ids.setdefault(group, len(group_ids))
+        l_code[k] = lang_ids.setdefault(_group_language(group), len(lang_ids))
+    # partners are shared by all texts of a group: compute them once per group
+    partners: list[np.ndarray] = []
+    for g in range(len(group_ids)):
+        lang = l_code[np.argmax(g_code == g)]
+        partners.append(np.flatnonzero((l_code == lang) & (g_code != g)))
+    eligible = np.flatnonzero(np.array([partners[g].size > 0 for g in g_code], dtype=bool))
+    if eligible.size == 0:
+        per_lang: dict[str, set[str]] = {}
+        for group in groups:
+            per_lang.setdefault(_group_language(group), set()).add(group)
+        counts = {lang: len(gs) for lang, gs in per_lang.items()}
+        raise ValueError(
+            "no valid pair: need two non-empty, distinct texts of the same language in different "
+            f"groups; groups per language: {counts or 'none (no non-empty text)'}"
+        )
+    rng = np.random.default_rng(seed)
+    i = eligible[rng.integers(0, eligible.size, size=n_pairs)]
+    sizes = np.array([partners[g_code[k]].size for k in i], dtype=np.int64)
+    pick = rng.integers(0, sizes)
+    j = np.array([partners[g_code[k]][m] for k, m in zip(i, pick, strict=True)], dtype=np.int64)
+    return i, j
+
+
+def bertscore_nonempty(
+    scorer: BertScorer, cands: Sequence[str], refs: Sequence[str], *, batch_size: int = 32
+) -> dict[str, list[float | None]]:
+    """Per-pair BERTScore where empty candidates and invalid pairs give ``None`` instead of a number.
+
+    Returns ``{"P": [...], "R": [...], "F": [...], "empty": [indices], "invalid": [indices]}``; the
+    P/R/F lists have one entry per pair (rescaled when ``scorer`` has a baseline, like
+    `BertScorer.score`).
+
+    - ``"empty"``: candidates that are empty after ``strip()``. They are not scored and P, R and F are
+      ``None`` (bert_score would give raw 0, i.e. a large negative rescaled value, that would drag
+      a mean down); report their count separately.
+    - ``"invalid"``: the other pairs whose RAW P or R is <= 0 or not finite, or whose reference is
+      empty. bert_score's F is the harmonic mean ``2PR / (P + R)`` of the raw cosine P and R, and is
+      left as bert_score computes it (no zeroing); raw P and R are positive for these models' hidden
+      states in practice, so F is only meaningful then. For an invalid pair P, R and F are all
+      ``None`` (raw 0 is bert_score's marker for an empty side, not a similarity).
+
+    Take means over the non-``None`` entries.
+    """
+    if len(cands) != len(refs):
+        raise ValueError(f"{len(cands)} candidates vs {len(refs)} references")
+    n = len(cands)
+    out: dict[str, list[Any]] = {"P": [None] * n, "R": [None] * n, "F": [None] * n}
+    empty = [k for k, c in enumerate(cands) if not c.strip()]
+    invalid = [k for k, (c, r) in enumerate(zip(cands, refs, strict=True)) if c.strip() and not r.strip()]
+    todo = [k for k, (c, r) in enumerate(zip(cands, refs, strict=True)) if c.strip() and r.strip()]
+    if todo:
+        p, r, f = scorer._raw([cands[k] for k in todo], [refs[k] for k in todo], batch_size)
+        for k, pv, rv, fv in zip(todo, p.tolist(), r.tolist(), f.tolist(), strict=True):
+            if not (np.isfinite([pv, rv, fv]).all() and pv > 0.0 and rv > 0.0):
+                invalid.append(k)
+                continue
+            values = (pv, rv, fv)
+            if scorer.baseline is not None:
+                values = tuple(rescale(v, b) for v, b in zip(values, scorer.baseline, strict=True))
+            out["P"][k], out["R"][k], out["F"][k] = values
+    out["empty"] = empty
+    out["invalid"] = sorted(invalid)
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Sanity checks that can fail
+# --------------------------------------------------------------------------------------------------
+
+
+def _cross_group_derangement(groups: Sequence[str], n_pairs: int, seed: int) -> list[tuple[int, int]]:
+    """Deterministic pairs (k, m): every k at most once, ``groups[m]`` another group of the same language.
+
+    Within each language the groups are put in a seeded random order, their members laid out one
+    group after another, and position ``q`` is paired with position ``(q + s) % n`` where ``s`` is the
+    largest group size: a derangement across groups whenever no group holds more than half of its
+    language's texts; otherwise the few same-group pairs are dropped. At most `n_pairs` pairs are kept
+    (a seeded subset).
+    """
+    rng = np.random.default_rng(seed)
+    by_lang: dict[str, dict[str, list[int]]] = {}
+    for k, group in enumerate(groups):
+        by_lang.setdefault(_group_language(group), {}).setdefault(group, []).append(k)
+    pairs: list[tuple[int, int]] = []
+    for members in by_lang.values():
+        if len(members) < 2:
+            continue
+        names = list(members)
+        seq = [k for g in rng.permutation(len(names)) for k in members[names[g]]]
+        shift = max(len(v) for v in members.values())
+        for q, k in enumerate(seq):
+            m = seq[(q + shift) % len(seq)]
+            if groups[m] != groups[k]:
+                pairs.append((k, m))
+    pairs.sort()
+    if len(pairs) > n_pairs:
+        keep = np.sort(rng.choice(len(pairs), size=n_pairs, replace=False))
+        pairs = [pairs[q] for q in keep]
+    return pairs
+
+
+def metric_sanity(
+    scorer: BertScorer | None,
+    refs: Sequence[str],
+    groups: Sequence[str],
+    baseline: tuple[float, float, float] | None,
+    *,
+    rouge_kind: str = "kiwi",
+    n_pairs: int = 200,
+    seed: int = 0,
+    rouge_fn: Callable[[list[str], list[str]], list[float]] | None = None,
+    batch_size: int = 32,
+) -> dict[str, float]:
+    """Numbers that expose a broken metric or baseline; judge them with `sanity_problems`.
+
+    ``groups[k]`` (``"language:doc_id"``) is the group of ``refs[k]``; empty references are dropped.
+    `rouge_fn(predictions, references)` returns one ROUGE F per pair (default: ``rougeLsum_f`` of
+    ``rouge_scores(..., rouge_kind)``); tests pass a deliberately broken one.
+
+    Returns:
+        ``rouge_self``: mean ROUGE of each reference against itself (1.0 for a correct metric).
+        ``rouge_shuffled``: mean ROUGE of references against references of OTHER groups of the same
+            language (a deterministic derangement, at most `n_pairs` pairs; see
+            `_cross_group_derangement`); NaN when no such pair exists.
+        ``bertscore_self``: mean RAW BERTScore F of each reference against itself (~1.0); only with
+            a `scorer`.
+        ``bertscore_shuffled_raw`` / ``bertscore_shuffled_rescaled``: mean raw F of the shuffled pairs,
+            and that mean rescaled with ``baseline[2]`` (~0 when the baseline fits these texts); only
+            with a `scorer` (rescaled: and a `baseline`). Raw scores are used whatever baseline the
+            scorer itself carries.
+        ``n_refs`` and ``n_shuffled_pairs``: how many references / shuffled pairs were used.
+    """
+    if len(refs) != len(groups):
+        raise ValueError(f"{len(refs)} references vs {len(groups)} groups")
+    for group in groups:
+        _group_language(group)
+    keep = [k for k, r in enumerate(refs) if r.strip()]
+    if not keep:
+        raise ValueError("metric_sanity needs at least one non-empty reference")
+    texts = [refs[k] for k in keep]
+    text_groups = [groups[k] for k in keep]
+
+    def default_rouge(preds: list[str], targets: list[str]) -> list[float]:
+        return [row["rougeLsum_f"] for row in rouge_scores(preds, targets, rouge_kind)]
+
+    fn = rouge_fn if rouge_fn is not None else default_rouge
+
+    pairs = _cross_group_derangement(text_groups, n_pairs, seed)
+    shuf_a = [texts[k] for k, _ in pairs]
+    shuf_b = [texts[m] for _, m in pairs]
+    out: dict[str, float] = {
+        "n_refs": float(len(texts)),
+        "n_shuffled_pairs": float(len(pairs)),
+        "rouge_self": float(np.mean(fn(list(texts), list(texts)))),
+        "rouge_shuffled": float(np.mean(fn(shuf_a, shuf_b))) if pairs else float("nan"),
+    }
+    if scorer is not None:
+        _, _, f_self = scorer._raw(texts, texts, batch_size)
+        out["bertscore_self"] = float(f_self.mean())
+        if pairs:
+            _, _, f_shuf = scorer._raw(shuf_a, shuf_b, batch_size)
+            out["bertscore_shuffled_raw"] = float(f_shuf.mean())
+        else:
+            out["bertscore_shuffled_raw"] = float("nan")
+        if baseline is not None:
+            out["bertscore_shuffled_rescaled"] = rescale(out["bertscore_shuffled_raw"], float(baseline[2]))
+    return out
+
+
+def sanity_problems(
+    sanity: dict[str, float],
+    *,
+    self_tolerance: float = 1e-3,
+    shuffled_rescaled_tolerance: float = 0.15,
+    max_shuffled_rouge: float = 0.5,
+) -> list[str]:
+    """Human-readable failures of a `metric_sanity` result; an empty list means all checks pass.
+
+    Fails when ``rouge_self`` or ``bertscore_self`` < ``1 - self_tolerance``, when
+    ``|bertscore_shuffled_rescaled|`` > `shuffled_rescaled_tolerance`, when ``rouge_shuffled`` >
+    `max_shuffled_rouge`, and when any of these is NaN. ``rouge_self`` and ``rouge_shuffled`` must be
+    present; the BERTScore keys are checked when present.
+    """
+    problems: list[str] = []
+
+    def value(key: str, required: bool) -> float | None:
+        if key not in sanity:
+            if required:
+                problems.append(f"{key} is missing")
+            return None
+        v = float(sanity[key])
+        if not np.isfinite(v):
+            problems.append(
+                f"{key} is {v} (not computable, e.g. no pair of references from different groups)"
+            )
+            return None
+        return v
+
+    for key, required in (("rouge_self", True), ("bertscore_self", False)):
+        v = value(key, required)
+        if v is not None and v < 1.0 - self_tolerance:
+            problems.append(
+                f"{key} = {v:.4f} < {1.0 - self_tolerance:.4f} (1 - {self_tolerance:g}): a reference "
+                "scored against itself must be 1; the metric or its tokenization is broken"
+            )
+    v = value("rouge_shuffled", True)
+    if v is not None and v > max_shuffled_rouge:
+        problems.append(
+            f"rouge_shuffled = {v:.4f} > {max_shuffled_rouge:g}: references of unrelated documents "
+            "overlap too much; the metric does not separate related from unrelated texts"
+        )
+    v = value("bertscore_shuffled_rescaled", False)
+    if v is not None and abs(v) > shuffled_rescaled_tolerance:
+        problems.append(
+            f"|bertscore_shuffled_rescaled| = {abs(v):.4f} > {shuffled_rescaled_tolerance:g} "
+            f"(value {v:+.4f}): unrelated pairs should rescale to ~0; the baseline does not fit these texts"
+        )
+    return problems
 
 
 # --------------------------------------------------------------------------------------------------
