@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import dagster as dg
 
-from summ_assets.defs import automation, evaluation, ingest, models, pipes, seqkd, student, teacher
+from summ_assets.defs import (
+    automation,
+    evaluation,
+    generations,
+    ingest,
+    models,
+    pipes,
+    seqkd,
+    student,
+    teacher,
+)
 from summ_assets.defs.common import OWNERS
 from summ_assets.defs.graph import model_half
 from summ_assets.defs.resources import default_resources
 
 _ASSETS = [
-    *dg.load_assets_from_modules([models, ingest, teacher, seqkd, student, evaluation]),
+    *dg.load_assets_from_modules([models, ingest, teacher, seqkd, student, generations, evaluation]),
 ]
 
 # the unpartitioned model half, in topological order (the refresh CLI walks it in this order)

@@ -27,6 +27,10 @@ def test_definitions_load_and_validate() -> None:
         "teacher_pseudo_summaries",
         "student_model",
         "student_baseline",
+        "teacher_generations",
+        "student_generations",
+        "baseline_generations",
+        "student_base_generations",
         "evaluation_report",
         "promoted_student",
     }
@@ -37,6 +41,8 @@ def test_definitions_load_and_validate() -> None:
         "teacher_pseudo_summaries",
         "student_model",
         "student_baseline",
+        "teacher_generations",
+        "student_generations",
         "evaluation_report",
     ):
         assert by_key[key].op.pool == "gpu"
@@ -88,7 +94,7 @@ def test_every_asset_has_owners_group_kinds_and_description() -> None:
     from summ_assets.defs.common import OWNERS
 
     nodes = list(defs.resolve_asset_graph().asset_nodes)
-    assert len(nodes) == 13
+    assert len(nodes) == 17
     for node in nodes:
         name = node.key.to_user_string()
         assert list(node.owners) == list(OWNERS), f"{name}: owners {node.owners}"

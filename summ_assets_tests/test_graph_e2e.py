@@ -70,11 +70,14 @@ def built(tmp_path_factory: pytest.TempPathFactory):
         raise RuntimeError(f"network access attempted: {address}")
 
     socket.socket.connect = guarded
+    # audit every split read of the build (test_no_test_set_reaches_a_decision)
+    os.environ["SUMM_SPLIT_READ_LOG"] = str(tmp / "split_reads.jsonl")
     try:
         assert os.environ["HF_HUB_OFFLINE"] == "1"
         materialize_everything(instance, resources, data)
     finally:
         socket.socket.connect = real
+        del os.environ["SUMM_SPLIT_READ_LOG"]
     return instance, resources, data, art
 
 
@@ -137,8 +140,45 @@ def test_lora_teacher_lowers_val_loss_and_report_exists_everywhere(built) -> Non
     assert set(report["tables"]["val"]) == {"teacher", "student", "baseline", "student_base"}
     assert (folder / "report.md").read_text().startswith("# Evaluation report (tiny)")
     assert "## val" in ev["report"].value
-    assert (folder / "predictions.parquet").exists() and (folder / "rougeLsum_f.png").stat().st_size > 1000
+    assert (folder / "predictions.parquet").exists() and (folder / "scores.png").stat().st_size > 1000
     assert isinstance(ev["val/student/rougeLsum_f"].value, float)
+    assert ev["charts"].value.count("](data:image/png;base64,") == 2  # the charts render in the UI
+    assert set(report["gates"]) == {
+        "student_vs_baseline",
+        "student_vs_promoted",
+        "student_outputs_not_empty",
+        "metric_sanity",
+    }
+    assert report["sets"]["val"]["role"].startswith("used for selection")
+    c = report["comparisons"]["val"]["student vs baseline"]
+    assert 0 <= c["p_value"] <= 1 and c["low"] <= c["mean_diff"] <= c["high"] and c["mde"] >= 0
+    assert report["sanity"]["rouge_self"] > 0.999
+
+
+def test_no_test_set_reaches_a_sweep_selection_or_gate_path(built) -> None:
+    """Every read of a split during the build is logged (SUMM_SPLIT_READ_LOG) with its call stack: the
+    test sets are read only by `core.generations.evaluation_rows`, which feeds generation and scoring
+    (the claims); training, early stopping, selection and the gates read train / val / unlabelled only."""
+    _, _, _, art = built
+    reads = [json.loads(line) for line in (art.parent / "split_reads.jsonl").read_text().splitlines()]
+    test_reads = [r for r in reads if r["split"].startswith("test_")]
+    assert test_reads and {r["caller"] for r in test_reads} == {
+        "summ_assets.core.generations.evaluation_rows"
+    }
+    decision_code = (
+        "summ_assets.core.kd",
+        "summ_assets.core.lora",
+        "summ_assets.core.early_stopping",
+        "summ_assets.core.gates",
+        "summ_assets.stages",
+        "summ_assets.defs.student",
+    )
+    for r in test_reads:
+        assert not any(f.startswith(decision_code) for f in r["stack"]), r
+    # the log sees the decision paths too (it is not blind): training read train and val
+    assert {"train", "val"} <= {
+        r["split"] for r in reads if r["caller"].startswith("summ_assets.defs.student")
+    }
 
 
 def test_seqkd_summaries_teach_only_the_distilled_student_for_the_same_steps(built) -> None:
@@ -225,7 +265,14 @@ def test_code_version_change_makes_exactly_it_and_its_descendants_stale(built) -
     res = resolver(instance, changed)
     plan = stale_plan(instance, changed, ["teacher_base", "student_base", *UNPARTITIONED])
     stale = {k for k, (st, _) in plan.items() if st != "fresh"}
-    assert stale == {"teacher_logits", "student_model", "evaluation_report", "promoted_student"}
+    # a retrained student regenerates its own summaries only: the teacher's and baseline's stay fresh
+    assert stale == {
+        "teacher_logits",
+        "student_model",
+        "student_generations",
+        "evaluation_report",
+        "promoted_student",
+    }
     assert plan["student_model"] == ("pending", ["upstream teacher_logits will change"])
     assert status_of(res, "teacher_logits")[1] == ["code: has a new code version"]
 

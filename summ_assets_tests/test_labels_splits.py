@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 
 from summ_assets.core.labels import LabelError, enforce, load_labels, match_labels
-from summ_assets.core.splits import assign_split
 
 SECTIONS = [
     {"section_id": "s1", "doc_id": "raw/a.md", "heading_path": "A", "part": 1},
@@ -70,18 +69,93 @@ def test_section_id_wins_over_heading_path(tmp_path: Path) -> None:
     assert set(match_labels(rep, SECTIONS, {"raw/a.md"})) == {"s2"} and not rep.problems
 
 
-def test_split_is_a_pure_function_of_a_stable_key() -> None:
-    keys = [(f"raw/doc{i}.md", f"H / {j}", 1) for i in range(40) for j in range(10)]
-    first = {k: assign_split(*k, True, 0.12, 0.08) for k in keys}
-    # adding documents (or relabelling others) never moves an existing example
-    more = keys + [(f"raw/new{i}.md", "H", 1) for i in range(100)]
-    again = {k: assign_split(*k, True, 0.12, 0.08) for k in more}
-    assert all(again[k] == v for k, v in first.items())
-    share = {s: sum(v == s for v in first.values()) / len(first) for s in ("train", "val", "test_seen")}
-    assert 0.06 < share["val"] < 0.18 and 0.03 < share["test_seen"] < 0.13 and share["train"] > 0.7
-    assert assign_split("eval/similar/x.md", "H", 1, True, 0.1, 0.1) == "test_similar"
-    assert assign_split("eval/new/x.md", "H", 1, True, 0.1, 0.1) == "test_new"
-    assert assign_split("raw/x.md", "H", 1, False, 0.1, 0.1) == "unlabelled"
+def _sections(docs: list[str], per_doc: int = 10, parts: int = 1) -> list[dict]:
+    return [
+        {
+            "section_id": f"{d}#{j}.{p}",
+            "doc_id": d,
+            "heading_path": f"H / {j}",
+            "part": p,
+            "text": f"{d} {j} {p}",
+        }
+        for d in docs
+        for j in range(per_doc)
+        for p in range(1, parts + 1)
+    ]
+
+
+def _split(sections: list[dict], unlabelled: set[str] = frozenset(), **cfg: object) -> dict[str, list]:
+    from types import SimpleNamespace
+
+    from summ_assets.core.dataset import split_rows
+    from summ_assets.core.profiles import DataConfig
+
+    matched = {
+        s["section_id"]: SimpleNamespace(summary="요약.", file="l.jsonl", line=1)
+        for s in sections
+        if s["section_id"] not in unlabelled
+    }
+    return split_rows(sections, matched, DataConfig(**cfg))
+
+
+def test_val_is_whole_documents_and_nothing_of_them_trains() -> None:
+    docs = [f"raw/doc{i}.md" for i in range(40)] + ["eval/similar/doc3.md", "eval/new/x.md"]
+    sections = _sections(docs, parts=2)
+    unlabelled = {s["section_id"] for s in sections if s["heading_path"] == "H / 9"}
+    by = _split(sections, unlabelled)
+    val_docs = {r["doc_id"] for r in by["val"]}
+    assert len(by["val"]) >= 40 and len(val_docs) == 3  # 18 labelled sections (9 x 2 parts) per document
+    for split in ("train", "test_seen", "unlabelled"):
+        assert not val_docs & {r["doc_id"] for r in by[split]}, split
+    # every labelled section of a val document is in val; its unlabelled ones are held out too
+    assert len(by["val"]) == 18 * len(val_docs)
+    assert {r["doc_id"] for r in by["heldout_unlabelled"]} == val_docs | {
+        "eval/similar/doc3.md",
+        "eval/new/x.md",
+    }
+    # the original of a test_similar document always stays in train
+    assert "raw/doc3.md" not in val_docs and any(r["doc_id"] == "raw/doc3.md" for r in by["train"])
+    assert {r["doc_id"] for r in by["test_similar"]} == {"eval/similar/doc3.md"}
+
+
+def test_test_seen_keeps_the_parts_of_a_section_together_and_is_stable() -> None:
+    docs = [f"raw/doc{i}.md" for i in range(40)]
+    by = _split(_sections(docs, parts=3))
+    seen = {(r["doc_id"], r["heading_path"]) for r in by["test_seen"]}
+    assert all(sum(1 for r in by["test_seen"] if (r["doc_id"], r["heading_path"]) == k) == 3 for k in seen)
+    train_keys = {(r["doc_id"], r["heading_path"]) for r in by["train"]}
+    assert not seen & train_keys
+    share = len(by["test_seen"]) / (len(by["train"]) + len(by["test_seen"]))
+    assert 0.06 < share < 0.2
+    # adding documents that rank after the val documents moves no existing example
+    more = _split(_sections(docs + [f"raw/new{i}.md" for i in range(30)], parts=3), val_min_examples=40)
+    before = {r["section_id"]: s for s, rows in by.items() for r in rows}
+    after = {r["section_id"]: s for s, rows in more.items() for r in rows}
+    moved = {k for k, v in before.items() if after[k] != v}
+    new_val = {r["doc_id"] for r in more["val"]} - {r["doc_id"] for r in by["val"]}
+    assert all(k.split("#")[0] in new_val or before[k] == "val" for k in moved)
+
+
+def test_val_never_takes_more_than_its_share_of_a_small_pool() -> None:
+    by = _split(_sections([f"raw/d{i}.md" for i in range(6)], per_doc=3))
+    assert len({r["doc_id"] for r in by["val"]}) == 1 and by["train"]
+
+
+def test_bundled_corpus_gives_val_and_every_test_set_at_least_40_examples() -> None:
+    from summ_assets.core.chunking import CharCounter, split_markdown
+    from summ_assets.core.dataset import split_rows
+    from summ_assets.core.documents import discover, read_document
+    from summ_assets.core.profiles import DEMO
+    from summ_assets_tests.conftest import BUNDLED
+
+    sections = []
+    for doc_id in discover(BUNDLED).values():
+        d = split_markdown(read_document(BUNDLED, doc_id).text, CharCounter(2), doc_id=doc_id, max_tokens=384)
+        sections += [s.as_row() for s in d.sections]
+    rep = load_labels(BUNDLED / "labels", BUNDLED)
+    by = split_rows(sections, match_labels(rep, sections, {s["doc_id"] for s in sections}), DEMO.data)
+    sizes = {s: len(by[s]) for s in ("val", "test_seen", "test_similar", "test_new")}
+    assert min(sizes.values()) >= 40, sizes
 
 
 def test_bundled_labels_all_match_the_bundled_corpus() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from summ_assets.core import profiles as P
 from summ_assets.core.profiles import (
+    BASELINE_GATES,
     CACHE_MODES,
     DEVICES,
     DIVERGENCES,
@@ -72,6 +73,7 @@ CHOICES = [
     (CacheConfig, "mode", CACHE_MODES),
     (StudentConfig, "train_mode", TRAIN_MODES),
     (StudentConfig, "divergence", DIVERGENCES),
+    (EvalConfig, "baseline_gate", BASELINE_GATES),
     (Profile, "device", DEVICES),
     (Profile, "dtype", DTYPES),
 ]
@@ -123,20 +125,23 @@ BAD_VALUES = [
     (TeacherConfig, "save_steps", 0),
     (TeacherConfig, "target_modules", ()),
     (TeacherConfig, "train_tokens", ["<end_of_turn>"]),
-    (DataConfig, "val_fraction", -0.1),
+    (DataConfig, "val_min_examples", 0),
+    (DataConfig, "val_max_doc_fraction", 1.0),
     (DataConfig, "test_seen_fraction", 1.0),
     (DataConfig, "max_section_tokens", 0),
     (DataConfig, "min_section_tokens", -1),
     (DataConfig, "max_train", 0),
-    (DataConfig, "max_val", 2.5),
+    (DataConfig, "max_train", 2.5),
     (CacheConfig, "k", 0),
     (CacheConfig, "batch_size", 0),
     (CacheConfig, "rows_per_group", 0),
     (EvalConfig, "max_empty_share", 1.5),
-    (EvalConfig, "gate_tolerance", -0.01),
+    (EvalConfig, "regress_margin", -0.01),
+    (EvalConfig, "gate_alpha", 1.0),
+    (EvalConfig, "permutation_resamples", 0),
     (EvalConfig, "bootstrap_samples", 0),
     (EvalConfig, "bertscore_layer", 0),
-    (EvalConfig, "max_examples_per_set", 0),
+    (EvalConfig, "test_sample", 0),
     (EvalConfig, "seed", -1),
     (Profile, "threads", 0),
     (Profile, "max_memory", "20 gigs"),
@@ -157,9 +162,9 @@ def test_range_and_type_checks(cls: type, fname: str, value: Any) -> None:
 def test_edge_values_are_accepted() -> None:
     StudentConfig(alpha=0.0)
     StudentConfig(alpha=1.0, max_steps=5, seqkd_max_examples=None, early_stopping_patience=0)
-    DataConfig(val_fraction=0.0, test_seen_fraction=0.0, max_train=None, max_val=1)
+    DataConfig(val_min_examples=1, test_seen_fraction=0.0, max_train=None)
     CacheConfig(mode="sampled", k=0, n_samples=16)
-    EvalConfig(max_empty_share=1.0, gate_tolerance=0.0, bertscore_layer=1)
+    EvalConfig(max_empty_share=1.0, regress_margin=0.0, bertscore_layer=1, test_sample=None)
     Profile(name="x", threads=None, max_memory="20GiB", device="auto", dtype="float16")
 
 
@@ -171,8 +176,6 @@ def test_cache_mode_needs_its_own_size() -> None:
 
 
 def test_cross_field_checks() -> None:
-    with pytest.raises(ProfileError, match=r"DataConfig\.val_fraction \+ test_seen_fraction .*must be < 1"):
-        DataConfig(val_fraction=0.6, test_seen_fraction=0.4)
     with pytest.raises(
         ProfileError, match=r"DataConfig\.min_section_tokens=64: must be < max_section_tokens"
     ):
@@ -201,3 +204,15 @@ def test_profile_from_dict_validates() -> None:
     data["cache"]["mode"] = "full"
     with pytest.raises(ProfileError, match=r"CacheConfig\.mode='full': choose one of \('topk', 'sampled'\)"):
         base.profile_from_dict(data)
+
+
+def test_eval_scope_full_scores_every_test_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    from summ_assets.core.profiles import get_profile
+
+    monkeypatch.setenv("SUMM_EVAL_SCOPE", "full")
+    assert get_profile("demo").eval.test_sample is None
+    monkeypatch.setenv("SUMM_EVAL_SCOPE", "sample")
+    assert get_profile("demo").eval.test_sample == 10
+    monkeypatch.setenv("SUMM_EVAL_SCOPE", "everything")
+    with pytest.raises(ProfileError, match=r"SUMM_EVAL_SCOPE='everything': choose one of"):
+        get_profile("demo")

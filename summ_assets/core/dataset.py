@@ -7,10 +7,15 @@ file per split into the `summary_dataset` folder, and `read_split` reads one bac
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any, TypedDict
 
-from summ_assets.core.splits import SPLITS, assign_split, split_key
+from summ_assets.core import env
+from summ_assets.core.splits import SPLITS, assign_split, choose_val_documents, split_key
 
 
 class SplitRow(TypedDict):
@@ -28,14 +33,16 @@ _STRING_FIELDS = ("section_id", "doc_id", "heading_path")
 
 
 def split_rows(sections: list[dict[str, Any]], matched: dict[str, Any], dc: Any) -> dict[str, list[SplitRow]]:
-    """Every section in its stable split (labelled or `unlabelled`), each split sorted by split key,
-    uncapped. `matched`: section_id -> label (`core.labels.match_labels`); `dc`: the `DataConfig`."""
+    """Every section in its stable split (`core.splits`), each split sorted by split key, uncapped.
+    `matched`: section_id -> label (`core.labels.match_labels`); `dc`: the `DataConfig`."""
     by_split: dict[str, list[SplitRow]] = {s: [] for s in SPLITS}
+    labelled = Counter(s["doc_id"] for s in sections if s["section_id"] in matched)
+    for s in sections:
+        labelled.setdefault(s["doc_id"], 0)
+    val_docs = set(choose_val_documents(labelled, dc.val_min_examples, dc.val_max_doc_fraction))
     for s in sections:
         lab = matched.get(s["section_id"])
-        split = assign_split(
-            s["doc_id"], s["heading_path"], s["part"], lab is not None, dc.val_fraction, dc.test_seen_fraction
-        )
+        split = assign_split(s["doc_id"], s["heading_path"], lab is not None, val_docs, dc.test_seen_fraction)
         by_split[split].append(
             SplitRow(
                 section_id=s["section_id"],
@@ -74,7 +81,24 @@ def write_splits(folder: Path, by_split: dict[str, list[SplitRow]]) -> None:
 
 
 def read_split(dataset_dir: str | Path, split: str) -> list[SplitRow]:
-    """Rows of one split of a `summary_dataset` folder."""
+    """Rows of one split of a `summary_dataset` folder.
+
+    With ``SUMM_SPLIT_READ_LOG`` set, every read appends ``{"split", "caller", "pid"}`` to that file
+    (the audit a test uses to prove that no test set reaches a sweep, selection or gate path)."""
     import pyarrow.parquet as pq
 
+    _log_read(split)
     return pq.read_table(Path(dataset_dir) / f"{split}.parquet").to_pylist()  # type: ignore[return-value]
+
+
+def _log_read(split: str) -> None:
+    log = env.get(env.SPLIT_READ_LOG)
+    if not log:
+        return
+    frames, f = [], sys._getframe(2)
+    while f is not None and len(frames) < 12:
+        frames.append(f"{f.f_globals.get('__name__', '?')}.{f.f_code.co_name}")
+        f = f.f_back
+    line = json.dumps({"split": split, "caller": frames[0], "stack": frames, "pid": os.getpid()})
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")

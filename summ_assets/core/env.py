@@ -23,6 +23,8 @@ K8S_IMAGE = "SUMM_K8S_IMAGE"
 K8S_NAMESPACE = "SUMM_K8S_NAMESPACE"
 K8S_GPUS = "SUMM_K8S_GPUS"
 K8S_ARTIFACTS_PVC = "SUMM_K8S_ARTIFACTS_PVC"
+EVAL_SCOPE = "SUMM_EVAL_SCOPE"
+SPLIT_READ_LOG = "SUMM_SPLIT_READ_LOG"
 
 VARIABLES: dict[str, tuple[str, str]] = {
     PROFILE: ("", "which profile runs: tiny | demo | gemma2 (unset: demo)"),
@@ -39,6 +41,14 @@ VARIABLES: dict[str, tuple[str, str]] = {
     K8S_NAMESPACE: ("", "namespace for the Pipes pods (default: the client's)"),
     K8S_GPUS: ("1", "nvidia.com/gpu per heavy pod"),
     K8S_ARTIFACTS_PVC: ("summ-artifacts", "PVC mounted at the artifacts root in every pod"),
+    EVAL_SCOPE: (
+        "sample",
+        "sample: the profile's fixed test samples | full: every test example (make eval-full)",
+    ),
+    SPLIT_READ_LOG: (
+        "",
+        "append one JSON line per split read (split, caller) to this file: audits that no test set reaches a decision",
+    ),
 }
 
 

@@ -20,7 +20,9 @@ def summarize_texts(
     do_sample: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[list[str], dict[str, float]]:
-    """Return (summaries, {"tokens", "seconds", "tokens_per_s"})."""
+    """Return (summaries, {"tokens", "seconds", "tokens_per_s", "row_tokens"}); ``row_tokens[i]`` = new
+    tokens of summary i up to and including its end-of-turn (tokens/s here depends on when the longest
+    row of a batch stops: `core.generations.forced_decode_speed` is the figure to compare models by)."""
     import torch
 
     model.eval()
@@ -34,6 +36,7 @@ def summarize_texts(
         # longest first: less padding per batch
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         results: dict[int, str] = {}
+        counts: dict[int, int] = {}
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
             convs = [prompt_messages(texts[i], tokenizer, max_prompt_tokens) for i in idx]
@@ -55,6 +58,7 @@ def summarize_texts(
                 ]
                 n = (stop[0] + 1) if stop else len(row)
                 new_tokens += n
+                counts[i] = n
                 results[i] = tokenizer.decode(row[:n], skip_special_tokens=True).strip()
             if progress:
                 progress(f"generated {min(s + batch_size, len(order))}/{len(order)}")
@@ -62,4 +66,9 @@ def summarize_texts(
     finally:
         tokenizer.padding_side = old_side
     dt = time.time() - t0
-    return outputs, {"tokens": new_tokens, "seconds": dt, "tokens_per_s": new_tokens / dt if dt else 0.0}
+    return outputs, {
+        "tokens": new_tokens,
+        "seconds": dt,
+        "tokens_per_s": new_tokens / dt if dt else 0.0,
+        "row_tokens": [counts[i] for i in range(len(texts))],
+    }

@@ -33,6 +33,10 @@ LABEL_STRICTNESS = ("fail", "warn")  # DataConfig.label_strictness (core/labels.
 CACHE_MODES = ("topk", "sampled")  # CacheConfig.mode (core/logits_cache.py sparse_targets)
 TRAIN_MODES = ("full", "lora")  # StudentConfig.train_mode (core/kd.py)
 DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")  # StudentConfig.divergence (core/kd.py)
+# EvalConfig.baseline_gate: "not_worse" fails when the CI of (student - baseline) on val lies below 0;
+# "better" fails unless it lies above 0 (defs/evaluation.py)
+BASELINE_GATES = ("not_worse", "better")
+EVAL_SCOPES = ("sample", "full")  # $SUMM_EVAL_SCOPE: the profile's test samples, or every test example
 
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(GiB|MiB|GB|MB)$")  # Profile.max_memory, e.g. "20GiB"
 
@@ -124,13 +128,12 @@ class DataConfig:
     max_file_bytes: int = 2_000_000
     max_prompt_tokens: int = 256  # section text is truncated to this many tokens inside the prompt
     max_summary_tokens: int = 64
-    # split fractions for documents under raw/ (hash of the section id decides)
-    val_fraction: float = 0.12
-    test_seen_fraction: float = 0.08
-    # caps per split (None = all); demo uses subsets to fit its time budget
-    max_train: int | None = None
-    max_val: int | None = None
-    max_test: int | None = None
+    # val = whole raw/ documents, lowest hash rank first, until this many labelled sections (core/splits.py)
+    val_min_examples: int = 40
+    val_max_doc_fraction: float = 0.25  # ... but never more than this share of the pool's documents
+    # held-out sections of the training documents (hash of doc id + heading path decides)
+    test_seen_fraction: float = 0.12
+    max_train: int | None = None  # cap on the train split (None = all); demo trains on a subset
     label_strictness: str = "fail"  # LABEL_STRICTNESS
 
     def __post_init__(self) -> None:
@@ -139,15 +142,10 @@ class DataConfig:
         _number(self, "min_section_tokens", 0, integer=True)
         if self.min_section_tokens >= self.max_section_tokens:
             _fail(self, "min_section_tokens", f"must be < max_section_tokens={self.max_section_tokens}")
-        _number(self, "val_fraction", 0, 1, hi_open=True)
+        _number(self, "val_min_examples", 1, integer=True)
+        _number(self, "val_max_doc_fraction", 0, 1, lo_open=True, hi_open=True)
         _number(self, "test_seen_fraction", 0, 1, hi_open=True)
-        if self.val_fraction + self.test_seen_fraction >= 1:
-            raise ProfileError(
-                f"DataConfig.val_fraction + test_seen_fraction = {self.val_fraction} + "
-                f"{self.test_seen_fraction}: must be < 1 (the rest is the train split)"
-            )
-        for name in ("max_train", "max_val", "max_test"):
-            _number(self, name, 1, integer=True, none="all")
+        _number(self, "max_train", 1, integer=True, none="all")
         _choice(self, "label_strictness", LABEL_STRICTNESS)
 
 
@@ -236,21 +234,39 @@ class EvalConfig:
     do_sample: bool = False
     bertscore_model: str = "teacher_base"  # "teacher_base" (hidden states of the base) or a local folder
     bertscore_layer: int | None = None  # None = middle layer of the model
-    bootstrap_samples: int = 1000
+    bootstrap_samples: int = 2000  # document-clustered bootstrap resamples (CIs)
+    permutation_resamples: int = 9999  # paired sign-flip test (exact when 2**n is smaller)
     seed: int = 0
-    max_examples_per_set: int | None = None
-    gate_tolerance: float = 0.02
-    max_empty_share: float = 0.5
+    # examples scored per TEST set under SUMM_EVAL_SCOPE=sample (the first n by split key: a fixed
+    # sample, the same for every model); None = all. val is always scored in full (the gates use it).
+    test_sample: int | None = None
+    baseline_gate: str = "not_worse"  # BASELINE_GATES, at confidence 1 - gate_alpha
+    gate_alpha: float = 0.05
+    # never regress: a new student may replace the promoted one only if the one-sided (1 - gate_alpha)
+    # lower bound of (new - promoted) val ROUGE-Lsum is above -regress_margin
+    regress_margin: float = 0.03
+    max_empty_share: float = 0.2  # empty student outputs on val, at most
+    speed_batch: int = 8  # forced-length decode speed: rows per batch ...
+    speed_tokens: int = 16  # ... and tokens forced per row
 
     def __post_init__(self) -> None:
-        for name in ("max_new_tokens", "batch_size", "bootstrap_samples"):
+        for name in (
+            "max_new_tokens",
+            "batch_size",
+            "bootstrap_samples",
+            "permutation_resamples",
+            "speed_batch",
+            "speed_tokens",
+        ):
             _number(self, name, 1, integer=True)
         _flag(self, "do_sample")
         _text(self, "bertscore_model")
         _number(self, "bertscore_layer", 1, integer=True, none="the middle layer")
         _number(self, "seed", 0, integer=True)
-        _number(self, "max_examples_per_set", 1, integer=True, none="all")
-        _number(self, "gate_tolerance", 0)
+        _number(self, "test_sample", 1, integer=True, none="all")
+        _choice(self, "baseline_gate", BASELINE_GATES)
+        _number(self, "gate_alpha", 0, 1, lo_open=True, hi_open=True)
+        _number(self, "regress_margin", 0)
         _number(self, "max_empty_share", 0, 1)
 
 
@@ -325,7 +341,16 @@ TINY = Profile(
         seqkd_max_examples=None,  # tests exercise the seq-KD path
         train_tokens=(),  # as for the teacher
     ),
-    eval=EvalConfig(max_new_tokens=16, batch_size=16, bootstrap_samples=200, bertscore_layer=1),
+    eval=EvalConfig(
+        max_new_tokens=16,
+        batch_size=16,
+        bootstrap_samples=200,
+        permutation_resamples=999,
+        bertscore_layer=1,
+        speed_batch=4,
+        speed_tokens=4,
+        max_empty_share=0.5,  # random-weight models: the share the tests have always used
+    ),
 )
 
 DEMO = Profile(
@@ -336,8 +361,6 @@ DEMO = Profile(
         max_prompt_tokens=96,
         max_summary_tokens=40,
         max_train=96,
-        max_val=12,
-        max_test=6,
     ),
     teacher=TeacherConfig(
         source="gguf:gemma3-270m",
@@ -358,7 +381,9 @@ DEMO = Profile(
         temperature=1.0,
         save_steps=12,
     ),
-    eval=EvalConfig(max_new_tokens=40, batch_size=8, bootstrap_samples=1000),
+    # batch 16 decodes about 2x faster than 8 on these 2 cores (README 'Why each setting'); 10 examples
+    # per test set keep `make demo` in budget, `make eval-full` scores every one
+    eval=EvalConfig(max_new_tokens=40, batch_size=16, test_sample=10),
 )
 
 GEMMA2 = Profile(
@@ -402,4 +427,9 @@ def get_profile(name: str | None = None) -> Profile:
         profile = replace(profile, teacher=replace(profile.teacher, source=teacher_src))
     if student_src:
         profile = replace(profile, student=replace(profile.student, source=student_src))
+    scope = env.get(env.EVAL_SCOPE)
+    if scope not in EVAL_SCOPES:
+        raise ProfileError(f"${env.EVAL_SCOPE}={scope!r}: choose one of {EVAL_SCOPES}")
+    if scope == "full":
+        profile = replace(profile, eval=replace(profile.eval, test_sample=None))
     return profile

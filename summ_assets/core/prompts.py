@@ -71,3 +71,11 @@ def encode_example(tokenizer: Any, section_text: str, summary: str, max_tokens: 
     prompt_ids = encode_prompt(tokenizer, section_text, max_tokens)
     completion = tokenizer(summary.strip() + END_OF_TURN, add_special_tokens=False)["input_ids"]
     return prompt_ids + list(completion), len(prompt_ids)
+
+
+def prompt_version() -> str:
+    """What the prompt builder is, for cache keys: bump the tag when `truncate_section` /
+    `user_message` change behaviour; the instruction and the template are hashed in."""
+    import hashlib
+
+    return "prompt-v1+" + hashlib.sha256((INSTRUCTION + CHAT_TEMPLATE).encode()).hexdigest()[:8]

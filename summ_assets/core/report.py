@@ -1,119 +1,68 @@
-"""Evaluation: generate with every model on every set, score, bootstrap, write Markdown/JSON/PNG/Parquet."""
+"""Evaluation: score cached generations (`core.generations`), compare models with honest statistics
+(`core.stats`), write Markdown/JSON/PNG/Parquet."""
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from summ_assets.core import metrics as M
-from summ_assets.core.generation import summarize_texts
-from summ_assets.core.lm import set_threads
-from summ_assets.core.models import count_parameters, load_causal_lm, resolve_device
-from summ_assets.core.profiles import Profile
+from summ_assets.core import stats as S
 
 log = logging.getLogger(__name__)
 
 
-def folder_bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in Path(path).glob("*.safetensors"))
+def read_generations(path: str | Path) -> dict[tuple[str, str], str]:
+    """{(set, section_id): prediction} from a generations asset's Parquet file."""
+    import pyarrow.parquet as pq
+
+    return {(r["set"], r["section_id"]): r["prediction"] for r in pq.read_table(path).to_pylist()}
 
 
-def generate_all(
-    models: dict[str, str],
-    sets: dict[str, list[dict[str, Any]]],
-    profile: Any,
-    progress: Callable[[str], None] | None = None,
-) -> tuple[dict[str, dict[str, list[str]]], dict[str, dict[str, Any]]]:
-    """{model: {set: predictions}}, {model: {tokens_per_s, parameters, bytes}} — one model in memory at a time."""
-    from transformers import AutoTokenizer
-
-    set_threads(profile.threads)
-    preds: dict[str, dict[str, list[str]]] = {}
-    info: dict[str, dict[str, Any]] = {}
-    for name, path in models.items():
-        tok = AutoTokenizer.from_pretrained(path)
-        model = load_causal_lm(path, profile.dtype, resolve_device(profile.device), profile.max_memory)
-        preds[name], toks, secs = {}, 0, 0.0
-        for set_name, rows in sets.items():
-            outs, st = summarize_texts(
-                model,
-                tok,
-                [r["text"] for r in rows],
-                max_prompt_tokens=profile.data.max_prompt_tokens,
-                max_new_tokens=profile.eval.max_new_tokens,
-                batch_size=profile.eval.batch_size,
-                do_sample=profile.eval.do_sample,
-            )
-            preds[name][set_name] = outs
-            toks += st["tokens"]
-            secs += st["seconds"]
-            if progress:
-                progress(f"{name} on {set_name}: {len(outs)} summaries, {st['tokens_per_s']:.1f} tok/s")
-        info[name] = {
-            "tokens_per_s": toks / secs if secs else 0.0,
-            "parameters": count_parameters(model),
-            "bytes": folder_bytes(Path(path)),
-            "path": path,
-        }
-        del model
-        gc.collect()
-    return preds, info
-
-
-def bertscore_honest(scorer: Any, cands: list[str], refs: list[str]) -> dict[str, list[float]]:
-    """BERTScore with two honest conventions: an empty output scores P = R = F = 0 (it says nothing),
-    and F = 0 where P or R <= 0 (bert_score's harmonic mean of negative cosines is meaningless)."""
-    idx = [i for i, c in enumerate(cands) if c.strip()]
-    out = {"P": [0.0] * len(cands), "R": [0.0] * len(cands), "F": [0.0] * len(cands)}
-    if idx:
-        got = scorer.score([cands[i] for i in idx], [refs[i] for i in idx])
-        for j, i in enumerate(idx):
-            p, r = got["P"][j], got["R"][j]
-            out["P"][i], out["R"][i] = p, r
-            out["F"][i] = got["F"][j] if p > 0 and r > 0 else 0.0
-    return out
+def _mean(values: list[float]) -> float:
+    return float(sum(values) / len(values)) if values else float("nan")
 
 
 def score_all(
-    preds: dict[str, dict[str, list[str]]],
+    preds: dict[str, dict[tuple[str, str], str]],
     sets: dict[str, list[dict[str, Any]]],
-    bertscore_dir: str,
-    bertscore_layer: int | None,
-    baseline_texts: list[str],
+    scorer: Any,
+    baseline: tuple[float, float, float],
     profile: Any,
 ) -> dict[str, Any]:
-    """Per-example scores and per-(set, model) aggregates with bootstrap CIs."""
-    import numpy as np
+    """Per-example scores and per-(set, model) aggregates with document-clustered CIs. A model scores a
+    set only where it has a prediction for every row (the promoted student: val only).
 
-    scorer = M.BertScorer(bertscore_dir, bertscore_layer, device="cpu" if profile.device == "cpu" else None)
-    baseline = scorer.baseline_from_random_pairs(
-        baseline_texts, n_pairs=min(500, 20 * len(baseline_texts)), seed=profile.eval.seed
-    )
+    BERTScore: empty outputs are not scored (counted in ``n_empty``); the mean and CI are over the rest.
+    """
+    ev = profile.eval
     per_example: list[dict[str, Any]] = []
     tables: dict[str, dict[str, dict[str, Any]]] = {}
     for set_name, rows in sets.items():
         refs = [r["summary"] for r in rows]
+        docs = [r["doc_id"] for r in rows]
         tables[set_name] = {}
-        for model, by_set in preds.items():
-            cands = by_set[set_name]
+        for model, by_key in preds.items():
+            if not rows or any((set_name, r["section_id"]) not in by_key for r in rows):
+                continue
+            cands = [by_key[(set_name, r["section_id"])] for r in rows]
             kiwi = M.rouge_scores(cands, refs, "kiwi")
             ws = M.rouge_scores(cands, refs, "whitespace")
             ch = M.rouge_scores(cands, refs, "char")
-            bs = bertscore_honest(scorer, cands, refs)
+            bs = M.bertscore_nonempty(scorer, cands, refs)
             for i, r in enumerate(rows):
                 per_example.append(
                     {
                         "set": set_name,
                         "model": model,
                         "section_id": r["section_id"],
+                        "doc_id": r["doc_id"],
                         "heading_path": r["heading_path"],
                         "reference": refs[i],
                         "prediction": cands[i],
-                        **{k: v for k, v in kiwi[i].items()},
+                        **dict(kiwi[i].items()),
                         "rougeLsum_f_whitespace": ws[i]["rougeLsum_f"],
                         "rougeLsum_f_char": ch[i]["rougeLsum_f"],
                         "bertscore_p": bs["P"][i],
@@ -121,51 +70,87 @@ def score_all(
                         "bertscore_f": bs["F"][i],
                     }
                 )
-            agg: dict[str, Any] = {"n": len(rows)}
+            agg: dict[str, Any] = {"n": len(rows), "n_docs": len(set(docs))}
             for key in ("rouge1_f", "rouge2_f", "rougeLsum_f"):
-                agg[key] = float(np.mean([x[key] for x in kiwi])) if kiwi else float("nan")
-            agg["rougeLsum_f_whitespace"] = (
-                float(np.mean([x["rougeLsum_f"] for x in ws])) if ws else float("nan")
-            )
-            agg["rougeLsum_f_char"] = float(np.mean([x["rougeLsum_f"] for x in ch])) if ch else float("nan")
+                agg[key] = _mean([x[key] for x in kiwi])
+            agg["rougeLsum_f_whitespace"] = _mean([x["rougeLsum_f"] for x in ws])
+            agg["rougeLsum_f_char"] = _mean([x["rougeLsum_f"] for x in ch])
+            scored = [i for i, f in enumerate(bs["F"]) if f is not None]
             for key, b in zip(("P", "R", "F"), baseline, strict=True):
-                raw = float(np.mean(bs[key])) if bs[key] else float("nan")
+                raw = _mean([bs[key][i] for i in scored])
                 agg[f"bertscore_{key.lower()}"] = raw
-                agg[f"bertscore_{key.lower()}_rescaled"] = M.rescale(raw, b)
+                agg[f"bertscore_{key.lower()}_rescaled"] = M.rescale(raw, b) if scored else float("nan")
+            agg["n_empty"] = len(bs["empty"])
+            agg["n_bertscore_invalid"] = len(bs["invalid"])
             agg.update(M.output_stats(cands))
-            if rows:
-                for key, vals in (
-                    ("rougeLsum_f", [x["rougeLsum_f"] for x in kiwi]),
-                    ("bertscore_f", bs["F"]),
-                ):
-                    mean, lo, hi = M.bootstrap_ci(vals, profile.eval.bootstrap_samples, profile.eval.seed)
-                    agg[f"{key}_ci"] = [lo, hi]
-            tables[set_name][model] = agg
-    return {
-        "tables": tables,
-        "per_example": per_example,
-        "bertscore": {
-            "hash": scorer.hash,
-            "layer": scorer.num_layers,
-            "model": bertscore_dir,
-            "baseline_pf_r_f": list(baseline),
-        },
-        "rouge_tokenizer": M.tokenizer_name("kiwi"),
-    }
-
-
-def paired_tests(per_example: list[dict[str, Any]], a: str, b: str, profile: Profile) -> dict[str, Any]:
-
-    out = {}
-    sets = sorted({x["set"] for x in per_example})
-    for s in sets:
-        xa = {x["section_id"]: x["rougeLsum_f"] for x in per_example if x["set"] == s and x["model"] == a}
-        xb = {x["section_id"]: x["rougeLsum_f"] for x in per_example if x["set"] == s and x["model"] == b}
-        ids = sorted(set(xa) & set(xb))
-        if ids:
-            out[s] = M.paired_bootstrap(
-                [xa[i] for i in ids], [xb[i] for i in ids], profile.eval.bootstrap_samples, profile.eval.seed
+            ci = S.clustered_bootstrap_mean(
+                [x["rougeLsum_f"] for x in kiwi], docs, n_samples=ev.bootstrap_samples, seed=ev.seed
             )
+            agg["rougeLsum_f_ci"] = [ci["low"], ci["high"]]
+            agg["ci_unstable"] = ci["unstable"]
+            if scored:
+                ci = S.clustered_bootstrap_mean(
+                    [bs["F"][i] for i in scored],
+                    [docs[i] for i in scored],
+                    n_samples=ev.bootstrap_samples,
+                    seed=ev.seed,
+                )
+                agg["bertscore_f_ci"] = [ci["low"], ci["high"]]
+            tables[set_name][model] = agg
+    return {"tables": tables, "per_example": per_example, "rouge_tokenizer": M.tokenizer_name("kiwi")}
+
+
+# the paired comparisons of the report: (a, b) on ROUGE-Lsum, per set
+COMPARISONS = (("student", "baseline"), ("teacher", "baseline"), ("student", "teacher"))
+
+
+def comparisons(
+    per_example: list[dict[str, Any]], profile: Any, metric: str = "rougeLsum_f"
+) -> dict[str, Any]:
+    """Per set: each pair in `COMPARISONS` (`core.stats.compare`: permutation p, clustered CI, MDE) and
+    the teacher-baseline gap closed by distillation, reported only where teacher vs baseline is
+    significant (p < eval.gate_alpha)."""
+    ev = profile.eval
+    out: dict[str, Any] = {}
+    for s in sorted({x["set"] for x in per_example}):
+        by_model: dict[str, dict[str, tuple[float, str]]] = {}
+        for x in per_example:
+            if x["set"] == s:
+                by_model.setdefault(x["model"], {})[x["section_id"]] = (x[metric], x["doc_id"])
+        res: dict[str, Any] = {}
+        for a, b in COMPARISONS:
+            if a not in by_model or b not in by_model:
+                continue
+            ids = sorted(set(by_model[a]) & set(by_model[b]))
+            if not ids:
+                continue
+            res[f"{a} vs {b}"] = S.compare(
+                [by_model[a][i][0] for i in ids],
+                [by_model[b][i][0] for i in ids],
+                [by_model[a][i][1] for i in ids],
+                n_resamples=ev.permutation_resamples,
+                n_samples=ev.bootstrap_samples,
+                seed=ev.seed,
+                alpha=ev.gate_alpha,
+            )
+        tb = res.get("teacher vs baseline")
+        if tb and {"student", "baseline", "teacher"} <= set(by_model):
+            if tb["p_value"] < ev.gate_alpha:
+                ids = sorted(set(by_model["student"]) & set(by_model["baseline"]) & set(by_model["teacher"]))
+                res["gap_closed"] = S.gap_closed(
+                    [by_model["student"][i][0] for i in ids],
+                    [by_model["baseline"][i][0] for i in ids],
+                    [by_model["teacher"][i][0] for i in ids],
+                    [by_model["student"][i][1] for i in ids],
+                    n_samples=ev.bootstrap_samples,
+                    seed=ev.seed,
+                    alpha=ev.gate_alpha,
+                )
+            else:
+                res["gap_closed"] = {
+                    "not_reported": f"teacher vs baseline is not significant here (p = {tb['p_value']:.3f})"
+                }
+        out[s] = res
     return out
 
 
@@ -173,12 +158,10 @@ COLUMNS = [
     ("rouge1_f", "R-1"),
     ("rouge2_f", "R-2"),
     ("rougeLsum_f", "R-Lsum"),
-    ("bertscore_p", "BS-P"),
-    ("bertscore_r", "BS-R"),
     ("bertscore_f", "BS-F1"),
     ("bertscore_f_rescaled", "BS-F1 resc."),
+    ("n_empty", "empty"),
     ("mean_chars", "len"),
-    ("empty_share", "empty"),
     ("multi_sentence_share", "multi-sent"),
 ]
 
@@ -189,79 +172,165 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def markdown(report: dict[str, Any]) -> str:
+def _ci(v: list[float] | None) -> str:
+    return f"[{v[0]:.3f}, {v[1]:.3f}]" if v else ""
+
+
+def _p(p: float) -> str:
+    return f"{p:.4f}" if p >= 1e-4 else "< 0.0001"
+
+
+def markdown(report: dict[str, Any], charts_md: str = "") -> str:
     lines = [f"# Evaluation report ({report['profile']})", ""]
-    lines.append(
-        f"ROUGE tokenizer: `{report['rouge_tokenizer']}` (Kiwi morphemes; F1). BERTScore: "
-        f"`{report['bertscore']['hash']}`; rescaled with a random-pair baseline from this corpus "
-        f"(P/R/F = {', '.join(f'{x:.3f}' for x in report['bertscore']['baseline_pf_r_f'])})."
-    )
-    lines.append("")
+    bs = report["bertscore"]
+    lines += [
+        "**Which set drove which decision.** `val` (whole held-out documents) is used for selection: "
+        "sweeps, epoch choice, early stopping and the promotion gates. Its figures are not claims. "
+        "The claims come from the test sets, which no decision touched: `test_seen` (held-out sections "
+        "of training documents), `test_similar` (reworded variants of training documents) and `test_new` "
+        "(new documents and formats).",
+        "",
+        f"Scope: {report['scope']}.",
+        "",
+        f"ROUGE: `{report['rouge_tokenizer']}` (Kiwi morphemes, F1). BERTScore: `{bs['hash']}`, rescaled "
+        f"with a baseline from {bs['baseline_pairs']} pairs of references from different documents in the "
+        f"same language (P/R/F = {', '.join(f'{x:.3f}' for x in bs['baseline_pf_r_f'])}). Empty outputs "
+        "are not BERTScored: they are counted in the `empty` column. The BERTScore model "
+        f"(`{bs['model']}`) {bs['shares_weights']}",
+        "",
+        "CIs: 95 % percentile intervals of a document-clustered bootstrap (documents are resampled, not "
+        "sections). p: two-sided paired sign-flip permutation test (scipy). MDE: the smallest true "
+        "difference a two-sided test at alpha 0.05 detects with power 0.8 at that n.",
+        "",
+    ]
     for set_name, by_model in report["tables"].items():
-        n = next(iter(by_model.values()))["n"] if by_model else 0
+        info = report["sets"][set_name]
         lines += [
-            f"## {set_name} (n={n})",
+            f"## {set_name}: {info['role']}",
             "",
-            "| model | " + " | ".join(c for _, c in COLUMNS) + " | R-Lsum 95% CI | tok/s | params |",
-            "|---" * (len(COLUMNS) + 4) + "|",
+            f"n = {info['n']} of {info['n_total']} ({info['n_docs']} documents)"
+            + (" — few documents: the clustered interval is unstable" if info["n_docs"] < 10 else ""),
+            "",
+            "| model | " + " | ".join(c for _, c in COLUMNS) + " | R-Lsum 95% CI | BS-F1 95% CI |",
+            "|---" * (len(COLUMNS) + 3) + "|",
         ]
         for model, agg in by_model.items():
-            ci = agg.get("rougeLsum_f_ci")
-            cis = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-            inf = report["models"][model]
             lines.append(
                 f"| {model} | "
                 + " | ".join(_fmt(agg.get(k)) for k, _ in COLUMNS)
-                + f" | {cis} | {inf['tokens_per_s']:.1f} | {inf['parameters'] / 1e6:.1f}M |"
+                + f" | {_ci(agg.get('rougeLsum_f_ci'))} | {_ci(agg.get('bertscore_f_ci'))} |"
             )
+        comp = report["comparisons"].get(set_name, {})
+        if comp:
+            lines += [
+                "",
+                "| ROUGE-Lsum comparison | mean diff | 95% CI (clustered) | p (permutation) | MDE | "
+                "wins/losses/ties |",
+                "|---|---|---|---|---|---|",
+            ]
+            for name, c in comp.items():
+                if name == "gap_closed":
+                    continue
+                lines.append(
+                    f"| {name} | {c['mean_diff']:+.4f} | [{c['low']:+.4f}, {c['high']:+.4f}] | {_p(c['p_value'])}"
+                    f"{' (exact)' if c['exact'] else ''} | {c['mde']:.4f} | {c['wins']}/{c['losses']}/{c['ties']} |"
+                )
+            g = comp.get("gap_closed")
+            if g and "ratio" in g:
+                lines += [
+                    "",
+                    f"Teacher-baseline gap closed by distillation: {g['ratio']:.2f} [{g['low']:.2f}, {g['high']:.2f}]",
+                ]
+            elif g:
+                lines += ["", f"Gap closed: not reported ({g['not_reported']})."]
         lines.append("")
-    if report.get("paired"):
-        lines += [
-            "## Distillation gain: student vs baseline (paired bootstrap, ROUGE-Lsum F1)",
-            "",
-            "| set | mean diff | 95% CI | p (student <= baseline) |",
-            "|---|---|---|---|",
-        ]
-        for s, r in report["paired"].items():
-            lines.append(
-                f"| {s} | {r['mean_diff']:+.4f} | [{r['low']:+.4f}, {r['high']:+.4f}] | {r['p_value']:.3f} |"
-            )
-        lines.append("")
+    lines += ["## Speed and size (forced-length decoding, so stopping early does not count)", ""]
+    lines += ["| model | parameters | decode tok/s | batch x tokens |", "|---|---|---|---|"]
+    for model, inf in report["models"].items():
+        sp = inf["speed"]
+        lines.append(
+            f"| {model} | {inf['parameters'] / 1e6:.1f}M | {sp['tokens_per_s']:.1f} | {sp['batch']} x {sp['tokens']} |"
+        )
+    lines.append("")
+    lines += ["## Gates (val only)", "", "| gate | passed | why |", "|---|---|---|"]
+    for g in report["gates"].values():
+        lines.append(f"| {g['name']} | {'yes' if g['passed'] else '**no**'} | {'; '.join(g['reasons'])} |")
+    lines.append("")
     if report.get("losses"):
-        lines += ["## Validation loss (summary tokens)", "", "| model | val loss |", "|---|---|"]
+        lines += [
+            "## Validation loss (summary tokens; val drove early stopping)",
+            "",
+            "| model | val loss |",
+            "|---|---|",
+        ]
         lines += [f"| {k} | {v:.4f} |" for k, v in report["losses"].items()]
         lines.append("")
+    if charts_md:
+        lines += ["## Charts", "", charts_md, ""]
     return "\n".join(lines)
 
 
 def charts(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    """`scores.png` (ROUGE-Lsum with clustered CIs per set and model) and `gain.png` (student - baseline
+    and teacher - baseline per set with CIs)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    paths = []
-    for metric, label in (
-        ("rougeLsum_f", "ROUGE-Lsum F1 (Kiwi)"),
-        ("bertscore_f_rescaled", "BERTScore F1 (rescaled)"),
-    ):
-        sets = list(report["tables"])
-        models = list(next(iter(report["tables"].values())).keys()) if sets else []
-        fig, ax = plt.subplots(figsize=(8, 4))
-        width = 0.8 / max(len(models), 1)
-        for i, m in enumerate(models):
-            vals = [report["tables"][s][m].get(metric, 0.0) for s in sets]
-            ax.bar([x + i * width for x in range(len(sets))], vals, width, label=m)
-        ax.set_xticks([x + width * (len(models) - 1) / 2 for x in range(len(sets))], sets)
-        ax.set_ylabel(label)
-        ax.set_title(f"{label} by set and model ({report['profile']})")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        p = out_dir / f"{metric}.png"
-        fig.savefig(p, dpi=100)
-        plt.close(fig)
-        paths.append(p)
+    sets = list(report["tables"])
+    models = sorted({m for s in sets for m in report["tables"][s]}, key=lambda m: (m != "teacher", m))
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / max(len(models), 1)
+    for i, m in enumerate(models):
+        xs, ys, lo, hi = [], [], [], []
+        for j, s in enumerate(sets):
+            agg = report["tables"][s].get(m)
+            if agg:
+                xs.append(j + i * width)
+                ys.append(agg["rougeLsum_f"])
+                lo.append(max(0.0, agg["rougeLsum_f"] - agg["rougeLsum_f_ci"][0]))  # >= 0 despite rounding
+                hi.append(max(0.0, agg["rougeLsum_f_ci"][1] - agg["rougeLsum_f"]))
+        ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=m)
+    ax.set_xticks([x + width * (len(models) - 1) / 2 for x in range(len(sets))], sets)
+    ax.set_ylabel("ROUGE-Lsum F1 (Kiwi)")
+    ax.set_title(
+        f"ROUGE-Lsum with 95% document-clustered CIs ({report['profile']}); val = used for selection"
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths = [out_dir / "scores.png"]
+    fig.savefig(paths[0], dpi=90)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for k, name in enumerate(("student vs baseline", "teacher vs baseline")):
+        xs, ys, lo, hi = [], [], [], []
+        for j, s in enumerate(sets):
+            c = report["comparisons"].get(s, {}).get(name)
+            if c:
+                xs.append(j + k * 0.35)
+                ys.append(c["mean_diff"])
+                lo.append(max(0.0, c["mean_diff"] - c["low"]))
+                hi.append(max(0.0, c["high"] - c["mean_diff"]))
+        ax.bar(xs, ys, 0.35, yerr=[lo, hi], capsize=3, label=name)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks([x + 0.175 for x in range(len(sets))], sets)
+    ax.set_ylabel("paired ROUGE-Lsum difference")
+    ax.set_title("Distillation gain (student - baseline) and teacher - baseline, 95% clustered CIs")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(out_dir / "gain.png")
+    fig.savefig(paths[1], dpi=90)
+    plt.close(fig)
     return paths
+
+
+def inline_png(path: Path, alt: str) -> str:
+    """A PNG as inline Markdown (a data URI), so the chart renders on the asset's page in the UI."""
+    import base64
+
+    return f"![{alt}](data:image/png;base64,{base64.b64encode(Path(path).read_bytes()).decode()})"
 
 
 def write_report(report: dict[str, Any], per_example: list[dict[str, Any]], out_dir: Path) -> dict[str, Path]:
@@ -272,9 +341,11 @@ def write_report(report: dict[str, Any], per_example: list[dict[str, Any]], out_
     (out_dir / "report.json").write_text(
         json.dumps(report, indent=2, ensure_ascii=False, default=float) + "\n"
     )
-    (out_dir / "report.md").write_text(markdown(report) + "\n")
-    pq.write_table(pa.Table.from_pylist(per_example), out_dir / "predictions.parquet", compression="zstd")
     pngs = charts(report, out_dir)
+    (out_dir / "report.md").write_text(
+        markdown(report, "\n\n".join(f"![{p.stem}]({p.name})" for p in pngs)) + "\n"
+    )
+    pq.write_table(pa.Table.from_pylist(per_example), out_dir / "predictions.parquet", compression="zstd")
     return {
         "json": out_dir / "report.json",
         "md": out_dir / "report.md",

@@ -1,5 +1,13 @@
-"""Evaluation report, its quality gates, and promotion of the student that passed them."""
+"""Evaluation report (scores of the cached generations), its blocking gates, and promotion of the
+student that passed them.
 
+val drives every gate; the test sets only carry claims (`core.gates` takes val scores only). The
+report's cache key holds the evaluation code's own hash, so a metrics fix re-scores instead of
+republishing an old report, and the promoted student's version, whose val outputs the never-regress
+gate compares against.
+"""
+
+import hashlib
 import json
 import math
 from dataclasses import asdict
@@ -7,15 +15,25 @@ from pathlib import Path
 
 import dagster as dg
 
+from summ_assets.core import gates as G
+from summ_assets.core import metrics as M
 from summ_assets.core import report as R
 from summ_assets.core.artifacts import atomic_write_text, cached_artifact, stable_json_hash
 from summ_assets.core.dataset import read_split
+from summ_assets.core.generations import evaluation_rows, generate_cached
 from summ_assets.core.integrity import check_files_exist, check_json, check_parquet_files, first_problem
-from summ_assets.core.splits import EVAL_SETS
+from summ_assets.core.splits import EVAL_SETS, SET_ROLES
 from summ_assets.defs.common import EVALUATION_GROUP, GPU_POOL, code_version, progress_logger
+from summ_assets.defs.generations import store_root
 from summ_assets.defs.resources import ComputeResource, SummSettings
 
 GROUP = EVALUATION_GROUP
+_CORE = Path(__file__).resolve().parents[1] / "core"
+# the evaluation code's own version: any change to scoring, statistics or gates re-scores
+EVAL_CODE = hashlib.sha256(
+    b"".join((_CORE / f).read_bytes() for f in ("report.py", "metrics.py", "stats.py", "gates.py"))
+).hexdigest()[:10]
+GENERATIONS = ("teacher", "student", "baseline", "student_base")
 
 
 def check_report_folder(folder: Path) -> str | None:
@@ -28,13 +46,58 @@ def check_report_folder(folder: Path) -> str | None:
     )
 
 
+def pointer_path(settings: SummSettings) -> Path:
+    return settings.asset_dir("promoted_student") / "current.json"
+
+
+def read_pointer(settings: SummSettings) -> dict | None:
+    p = pointer_path(settings)
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def training_ids(summary_dataset: str | None) -> set[str] | None:
+    """Sections a student trained on (train + the unlabelled pool seq-KD draws from), None if unknown."""
+    if not summary_dataset or not Path(summary_dataset).exists():
+        return None
+    return {r["section_id"] for s in ("train", "unlabelled") for r in read_split(summary_dataset, s)}
+
+
+def _val_scores(per_example: list[dict], model: str) -> G.ValScores:
+    rows = [x for x in per_example if x["set"] == "val" and x["model"] == model]
+    return G.ValScores(
+        {x["section_id"]: x["rougeLsum_f"] for x in rows}, {x["section_id"]: x["doc_id"] for x in rows}
+    )
+
+
+def _shares_weights(ev_model: str) -> str:
+    if ev_model == "teacher_base":
+        return (
+            "is the teacher's untuned base; the demo students are pruned from the same weights, so "
+            "BERTScore may favour them: read it beside ROUGE (`ranking` below says whether both orders agree)."
+        )
+    return "is a separate model folder."
+
+
+def _ranking(tables: dict) -> dict[str, dict]:
+    out = {}
+    for s, by_model in tables.items():
+        rouge = sorted(by_model, key=lambda m: -by_model[m]["rougeLsum_f"])
+        bs = sorted(
+            by_model,
+            key=lambda m: -(by_model[m]["bertscore_f"] if math.isfinite(by_model[m]["bertscore_f"]) else -9),
+        )
+        out[s] = {"rougeLsum": rouge, "bertscore": bs, "same_order": rouge == bs}
+    return out
+
+
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version=code_version("evaluation-report-v1", "eval", "data"),
-    kinds={"pytorch", "parquet"},
-    description="Teacher vs distilled student vs CE baseline vs untuned student base on val and the three "
-    "test sets: Korean ROUGE (Kiwi), BERTScore raw + rescaled, bootstrap CIs, paired KD-vs-baseline test.",
+    code_version=code_version(f"evaluation-report-v2-{EVAL_CODE}", "eval", "data"),
+    kinds={"parquet"},
+    description="Scores of the cached generations (teacher, distilled student, CE baseline, untuned base) on "
+    "val (used for selection) and the three test sets (the claims): Kiwi ROUGE, BERTScore, document-"
+    "clustered CIs, permutation tests, MDE; the gates on val; charts inline.",
 )
 def evaluation_report(
     context: dg.AssetExecutionContext,
@@ -42,154 +105,241 @@ def evaluation_report(
     compute: ComputeResource,
     summary_dataset: str,
     teacher_base: dict,
-    student_base: dict,
-    teacher_adapter: dict,
-    student_model: dict,
-    student_baseline: dict,
+    teacher_generations: dict,
+    student_generations: dict,
+    baseline_generations: dict,
+    student_base_generations: dict,
 ) -> dg.Output:
-    profile = compute.configure(settings.get_profile())
-    models = {
-        "teacher": teacher_adapter["merged"],
-        "student": student_model["path"],
-        "baseline": student_baseline["path"],
-        "student_base": student_base["path"],
-    }
-    cap = profile.eval.max_examples_per_set
-    sets = {s: read_split(summary_dataset, s)[:cap] for s in EVAL_SETS}
-    sets = {s: rows for s, rows in sets.items() if rows}
+    profile = compute.configure(settings.get_profile(), log=context.log)
+    ev = profile.eval
+    gens = dict(
+        zip(
+            GENERATIONS,
+            (teacher_generations, student_generations, baseline_generations, student_base_generations),
+            strict=True,
+        )
+    )
+    previous = read_pointer(settings)
+    scope = (
+        "full"
+        if ev.test_sample is None
+        else f"sample: val in full, the first {ev.test_sample} of each test set"
+    )
     key = stable_json_hash(
         {
-            "models": models,
             "data": summary_dataset,
-            "eval": asdict(profile.eval),
-            "versions": [student_model["version"], student_baseline["version"], teacher_adapter["version"]],
+            "eval": asdict(ev),
+            "code": EVAL_CODE,
+            "generations": {m: g["path"] for m, g in gens.items()},
+            "promoted": (previous or {}).get("version"),
         }
     )[:16]
     target = settings.asset_dir("evaluation_report") / key
 
     def build(tmp: Path) -> None:
-        preds, info = R.generate_all(models, sets, profile, progress=progress_logger(context))
-        bs_dir = (
-            teacher_base["path"]
-            if profile.eval.bertscore_model == "teacher_base"
-            else profile.eval.bertscore_model
-        )
-        all_refs = [r["summary"] for s in ("train", *EVAL_SETS) for r in read_split(summary_dataset, s)]
-        scored = R.score_all(preds, sets, bs_dir, profile.eval.bertscore_layer, all_refs, profile)
-        losses = {}
-        for name, meta_src in (
-            ("teacher", teacher_adapter),
-            ("student", student_model),
-            ("baseline", student_baseline),
-        ):
-            metrics_file = Path(meta_src["path"]) / (
-                "metrics.json" if name == "teacher" else "training_metrics.json"
-            )
-            if metrics_file.exists():
-                m = json.loads(metrics_file.read_text())
-                losses[name] = m["val_loss"]
-                if name == "teacher":
-                    losses["teacher_base (untuned)"] = m["base_val_loss"]
-                if name == "baseline":
-                    losses["student_base (untuned)"] = m["base_val_loss"]
+        sets, totals = evaluation_rows(summary_dataset, ev.test_sample, with_totals=True)
+        preds = {m: R.read_generations(g["path"]) for m, g in gens.items()}
+        val_ids = {r["section_id"] for r in sets["val"]}
+        student = student_generations
+        promoted_info: dict = {"version": None}
+        comparable = (False, "nothing promoted yet")
+        if previous and previous.get("version"):
+            promoted_info = {k: previous.get(k) for k in ("path", "version", "parameters")}
+            if previous["version"] == student["version"]:
+                comparable = (True, "")
+                preds["promoted"] = {k: v for k, v in preds["student"].items() if k[0] == "val"}
+            elif not previous.get("path") or not Path(previous["path"]).exists():
+                comparable = (False, f"the promoted model's folder is gone ({previous.get('path')})")
+            else:
+                comparable = G.training_overlap(training_ids(previous.get("summary_dataset")), val_ids)
+                if comparable[0]:
+                    got = generate_cached(
+                        previous["path"],
+                        previous["version"],
+                        {"val": sets["val"]},
+                        profile,
+                        store_root(settings),
+                        progress_logger(context),
+                    )
+                    preds["promoted"] = {("val", r["section_id"]): r["prediction"] for r in got["rows"]}
+                    promoted_info["parameters"] = got["model"]["parameters"]
+        bs_dir = teacher_base["path"] if ev.bertscore_model == "teacher_base" else ev.bertscore_model
+        scorer = M.BertScorer(bs_dir, ev.bertscore_layer, device="cpu" if profile.device == "cpu" else None)
+        # the rescaling baseline and the sanity checks feed a gate: built from train + val references only
+        pool = [r for s in ("train", "val") for r in read_split(summary_dataset, s)]
+        texts = [r["summary"] for r in pool]
+        groups = [f"{M.language_of(t)}:{r['doc_id']}" for t, r in zip(texts, pool, strict=True)]
+        n_pairs = min(500, 20 * len(texts))
+        baseline = scorer.baseline_from_pairs(texts, groups, n_pairs=n_pairs, seed=ev.seed)
+        scored = R.score_all(preds, sets, scorer, baseline, profile)
+        refs = [r["summary"] for r in sets["val"]]
+        ref_groups = [f"{M.language_of(r['summary'])}:{r['doc_id']}" for r in sets["val"]]
+        sanity = M.metric_sanity(scorer, refs, ref_groups, baseline, seed=ev.seed) if refs else {}
+        per = scored["per_example"]
+        student_val = _val_scores(per, "student")
+        gate_list = [
+            G.baseline_gate(
+                student_val,
+                _val_scores(per, "baseline"),
+                rule=ev.baseline_gate,
+                alpha=ev.gate_alpha,
+                n_samples=ev.bootstrap_samples,
+                seed=ev.seed,
+            ),
+            G.regress_gate(
+                student_val,
+                None if not (previous and previous.get("version")) else _val_scores(per, "promoted"),
+                comparable=comparable,
+                margin=ev.regress_margin,
+                alpha=ev.gate_alpha,
+                n_samples=ev.bootstrap_samples,
+                seed=ev.seed,
+                sizes={
+                    "new_parameters": student["parameters"],
+                    "promoted_parameters": promoted_info.get("parameters"),
+                    "promoted_version": promoted_info.get("version"),
+                },
+            ),
+            G.empty_gate(
+                [preds["student"].get(("val", r["section_id"]), "") for r in sets["val"]], ev.max_empty_share
+            ),
+            G.sanity_gate(M.sanity_problems(sanity), sanity),
+        ]
+        scored["tables"].get("val", {}).pop("promoted", None)
+        per_claims = [x for x in per if x["model"] != "promoted"]
         report = {
             "profile": profile.name,
-            "models": info,
-            "tables": scored["tables"],
-            "bertscore": scored["bertscore"],
+            "scope": scope,
+            "sets": {
+                s: {
+                    "role": SET_ROLES[s],
+                    "n": len(sets[s]),
+                    "n_total": totals[s],
+                    "n_docs": len({r["doc_id"] for r in sets[s]}),
+                }
+                for s in EVAL_SETS
+            },
+            "models": {
+                m: {k: g[k] for k in ("model_path", "version", "parameters", "bytes", "speed")}
+                for m, g in gens.items()
+            },
+            "tables": {s: t for s, t in scored["tables"].items() if t},
+            "comparisons": R.comparisons(per_claims, profile),
+            "ranking": _ranking({s: t for s, t in scored["tables"].items() if t}),
+            "bertscore": {
+                "hash": scorer.hash,
+                "layer": scorer.num_layers,
+                "model": bs_dir,
+                "baseline_pf_r_f": list(baseline),
+                "baseline_pairs": n_pairs,
+                "shares_weights": _shares_weights(ev.bertscore_model),
+            },
+            "sanity": sanity,
+            "gates": {g.name: g.as_dict() for g in gate_list},
+            "promoted_before": promoted_info,
             "rouge_tokenizer": scored["rouge_tokenizer"],
-            "paired": R.paired_tests(scored["per_example"], "student", "baseline", profile),
-            "losses": losses,
-            "eval_config": asdict(profile.eval),
-            "lineage": {"summary_dataset": summary_dataset, **models},
+            "losses": _losses(gens),
+            "eval_config": asdict(ev),
+            "eval_code": EVAL_CODE,
+            "lineage": {
+                "summary_dataset": summary_dataset,
+                **{m: g["model_path"] for m, g in gens.items()},
+                "student_version": student["version"],
+            },
         }
-        R.write_report(report, scored["per_example"], tmp)
+        R.write_report(report, per, tmp)
 
     cached_artifact(target, build, log=context.log.info, check=check_report_folder)
     report = json.loads((target / "report.json").read_text())
-    md = (target / "report.md").read_text()
+    charts = "\n\n".join(R.inline_png(target / f"{n}.png", n) for n in ("scores", "gain"))
     meta: dict[str, object] = {
         "artifact": dg.MetadataValue.path(str(target)),
-        "report": dg.MetadataValue.md(md),
+        "report": dg.MetadataValue.md(R.markdown(report)),
+        "charts": dg.MetadataValue.md(charts),
         "report_json": dg.MetadataValue.path(str(target / "report.json")),
-        "chart_rouge": dg.MetadataValue.path(str(target / "rougeLsum_f.png")),
+        "scope": report["scope"],
     }
-    val = report["tables"].get("val", {})
-    for model, agg in val.items():
-        for k in ("rouge1_f", "rouge2_f", "rougeLsum_f", "bertscore_f", "bertscore_f_rescaled"):
-            v = agg.get(k)
-            if isinstance(v, float) and math.isfinite(v):
-                meta[f"val/{model}/{k}"] = v
+    for s, by_model in report["tables"].items():
+        for model, agg in by_model.items():
+            for k in ("rougeLsum_f", "bertscore_f"):
+                v = agg.get(k)
+                if isinstance(v, float) and math.isfinite(v):
+                    meta[f"{s}/{model}/{k}"] = v
     return dg.Output(
         {"path": str(target), "report": report},
         metadata=meta,
-        data_version=dg.DataVersion(stable_json_hash(report["tables"])[:24]),
+        data_version=dg.DataVersion(stable_json_hash([report["tables"], report["gates"]])[:24]),
     )
 
 
-@dg.asset_check(
-    asset=evaluation_report, blocking=True, description="Every metric in [0, 1]; F1 <= max(P, R)."
-)
-def metric_sanity(evaluation_report: dict) -> dg.AssetCheckResult:
-    bad = []
-    for s, by_model in evaluation_report["report"]["tables"].items():
-        for m, agg in by_model.items():
-            for k in ("rouge1_f", "rouge2_f", "rougeLsum_f", "empty_share"):
-                if not 0.0 <= agg[k] <= 1.0:
-                    bad.append(f"{s}/{m}/{k}={agg[k]}")
-            if agg["bertscore_f"] > max(agg["bertscore_p"], agg["bertscore_r"]) + 1e-6:
-                bad.append(f"{s}/{m}: BERTScore F1 {agg['bertscore_f']:.4f} > max(P, R)")
-    return dg.AssetCheckResult(
-        passed=not bad, metadata={"violations": dg.MetadataValue.md("\n".join(bad) or "none")}
-    )
+def _losses(gens: dict[str, dict]) -> dict[str, float]:
+    losses = {}
+    for name in ("teacher", "student", "baseline"):
+        folder = Path(gens[name]["model_path"])
+        f = folder.parent / "metrics.json" if name == "teacher" else folder / "training_metrics.json"
+        if f.exists():
+            m = json.loads(f.read_text())
+            losses[name] = m["val_loss"]
+            if name == "teacher":
+                losses["teacher_base (untuned)"] = m["base_val_loss"]
+            if name == "baseline":
+                losses["student_base (untuned)"] = m["base_val_loss"]
+    return losses
 
 
-def gate(report: dict, tolerance: float, max_empty: float) -> tuple[bool, list[str]]:
-    """Student must not trail the baseline on val ROUGE-Lsum by more than `tolerance`, nor be mostly empty."""
-    reasons = _vs_baseline(report, tolerance) + _empty(report, max_empty)
-    return not reasons, reasons
+def gate_result(report: dict, name: str) -> dict:
+    """One gate's stored result; a report without it (an old format) fails with a message."""
+    g = report.get("gates", {}).get(name)
+    if g is None:
+        return {
+            "name": name,
+            "passed": False,
+            "reasons": [f"the report has no '{name}' gate result"],
+            "numbers": {},
+        }
+    return g
 
 
-def _val(report: dict) -> dict:
-    return report["tables"].get("val") or next(iter(report["tables"].values()))
-
-
-def _vs_baseline(report: dict, tolerance: float) -> list[str]:
-    s, b = _val(report)["student"], _val(report)["baseline"]
-    if s["rougeLsum_f"] < b["rougeLsum_f"] - tolerance:
-        return [
-            f"student val ROUGE-Lsum {s['rougeLsum_f']:.4f} < baseline {b['rougeLsum_f']:.4f} - {tolerance}"
-        ]
-    return []
-
-
-def _empty(report: dict, max_empty: float) -> list[str]:
-    s = _val(report)["student"]
-    if s["empty_share"] > max_empty:
-        return [f"student empty outputs {s['empty_share']:.0%} > {max_empty:.0%}"]
-    return []
+def _check(evaluation_report: dict, name: str) -> dg.AssetCheckResult:
+    g = gate_result(evaluation_report["report"], name)
+    meta: dict[str, object] = {"reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in g["reasons"]))}
+    for k, v in g["numbers"].items():
+        if isinstance(v, bool) or isinstance(v, str):
+            meta[k] = str(v)
+        elif isinstance(v, int | float) and math.isfinite(v):
+            meta[k] = float(v)
+    return dg.AssetCheckResult(passed=bool(g["passed"]), metadata=meta)
 
 
 @dg.asset_check(
     asset=evaluation_report,
     blocking=True,
-    description="Blocking gate: the distilled student's val ROUGE-Lsum is not below the CE baseline's by "
-    "more than the profile's tolerance (eval.gate_tolerance).",
+    description="Blocking: the metrics can fail — each reference scored against itself gives 1 (ROUGE and "
+    "BERTScore), references of other documents score near the rescaling baseline (rescaled ~ 0).",
 )
-def student_not_worse_than_baseline(evaluation_report: dict, settings: SummSettings) -> dg.AssetCheckResult:
-    report = evaluation_report["report"]
-    reasons = _vs_baseline(report, settings.get_profile().eval.gate_tolerance)
-    val = _val(report)
-    paired = report.get("paired", {}).get("val", {})
-    return dg.AssetCheckResult(
-        passed=not reasons,
-        metadata={
-            "reasons": dg.MetadataValue.md("\n".join(reasons) or "passed"),
-            "student_rougeLsum": float(val["student"]["rougeLsum_f"]),
-            "baseline_rougeLsum": float(val["baseline"]["rougeLsum_f"]),
-            "paired_mean_diff": float(paired.get("mean_diff", float("nan"))),
-        },
-    )
+def metric_sanity(evaluation_report: dict) -> dg.AssetCheckResult:
+    return _check(evaluation_report, "metric_sanity")
+
+
+@dg.asset_check(
+    asset=evaluation_report,
+    blocking=True,
+    description="Blocking gate on val: the distilled student vs the CE baseline by a CI rule "
+    "(eval.baseline_gate: not_worse = fail when the whole clustered CI of the difference is below 0).",
+)
+def student_not_worse_than_baseline(evaluation_report: dict) -> dg.AssetCheckResult:
+    return _check(evaluation_report, "student_vs_baseline")
+
+
+@dg.asset_check(
+    asset=evaluation_report,
+    blocking=True,
+    description="Blocking gate on val: never regress. The new student vs the promoted one on the same val "
+    "examples, non-inferiority with margin eval.regress_margin; 'not comparable' when the promoted model "
+    "trained on a section now in val.",
+)
+def student_not_worse_than_promoted(evaluation_report: dict) -> dg.AssetCheckResult:
+    return _check(evaluation_report, "student_vs_promoted")
 
 
 @dg.asset_check(
@@ -197,50 +347,56 @@ def student_not_worse_than_baseline(evaluation_report: dict, settings: SummSetti
     blocking=True,
     description="Blocking gate: at most eval.max_empty_share of the student's val summaries are empty.",
 )
-def student_outputs_not_empty(evaluation_report: dict, settings: SummSettings) -> dg.AssetCheckResult:
-    report = evaluation_report["report"]
-    reasons = _empty(report, settings.get_profile().eval.max_empty_share)
-    return dg.AssetCheckResult(
-        passed=not reasons,
-        metadata={
-            "reasons": dg.MetadataValue.md("\n".join(reasons) or "passed"),
-            "empty_share": float(_val(report)["student"]["empty_share"]),
-        },
-    )
+def student_outputs_not_empty(evaluation_report: dict) -> dg.AssetCheckResult:
+    return _check(evaluation_report, "student_outputs_not_empty")
+
+
+def promote(pointer: Path, report: dict, log: object = None) -> dict:
+    """Move the pointer to the report's student when every gate passed; otherwise leave it. Returns the
+    pointer's content plus ``promoted_now`` and ``reasons``."""
+    failed = [g for g in report.get("gates", {}).values() if not g["passed"]]
+    reasons = [f"{g['name']}: {'; '.join(g['reasons'])}" for g in failed]
+    if not report.get("gates"):
+        reasons = ["the report holds no gate results"]
+    previous = json.loads(pointer.read_text()) if pointer.exists() else None
+    if not reasons:
+        lin = report["lineage"]
+        current = {
+            "path": lin["student"],
+            "version": lin["student_version"],
+            "parameters": report["models"]["student"]["parameters"],
+            "summary_dataset": lin["summary_dataset"],
+            "report": report.get("path"),
+        }
+        pointer.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(pointer, json.dumps(current, indent=2) + "\n")
+    else:
+        current = previous or {"path": None, "version": None}
+    return {**current, "promoted_now": not reasons, "reasons": reasons}
 
 
 @dg.asset(
     group_name=GROUP,
-    code_version=code_version("promoted-student-v1", "eval"),
+    code_version=code_version("promoted-student-v2", "eval"),
     kinds={"huggingface"},
-    description="The student folder that serving uses: promoted only when it passes the gates; otherwise "
+    description="The student folder that serving uses: promoted only when it passes every gate; otherwise "
     "the previously promoted model stays.",
 )
 def promoted_student(
     context: dg.AssetExecutionContext, settings: SummSettings, evaluation_report: dict, student_model: dict
 ) -> dg.Output:
-    ev = settings.get_profile().eval
-    ok, reasons = gate(evaluation_report["report"], ev.gate_tolerance, ev.max_empty_share)
-    pointer = settings.asset_dir("promoted_student") / "current.json"
-    previous = json.loads(pointer.read_text()) if pointer.exists() else None
-    if ok:
-        current = {
-            "path": student_model["path"],
-            "version": student_model["version"],
-            "report": evaluation_report["path"],
-        }
-        pointer.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(pointer, json.dumps(current, indent=2) + "\n")
-        context.log.info(f"promoted {student_model['path']}")
+    report = {**evaluation_report["report"], "path": evaluation_report["path"]}
+    current = promote(pointer_path(settings), report)
+    if current["promoted_now"]:
+        context.log.info(f"promoted {current['path']}")
     else:
-        context.log.warning(f"student not promoted: {'; '.join(reasons)}; keeping {previous}")
-        current = previous or {"path": None, "version": None, "report": evaluation_report["path"]}
+        context.log.warning(f"student {student_model['path']} not promoted: {'; '.join(current['reasons'])}")
     return dg.Output(
-        {**current, "promoted_now": ok, "reasons": reasons},
+        current,
         data_version=dg.DataVersion(str(current.get("version"))),
         metadata={
-            "promoted_now": ok,
+            "promoted_now": current["promoted_now"],
             "path": str(current.get("path")),
-            "reasons": dg.MetadataValue.md("\n".join(reasons) or "passed all gates"),
+            "reasons": dg.MetadataValue.md("\n".join(current["reasons"]) or "passed all gates"),
         },
     )

@@ -189,17 +189,8 @@ def summary_dataset(
     for p in rep.problems:
         context.log.warning(p)
     by_split = split_rows(sections, matched, dc)
-    caps = {
-        "train": dc.max_train,
-        "val": dc.max_val,
-        "test_seen": dc.max_test,
-        "test_similar": dc.max_test,
-        "test_new": dc.max_test,
-    }
-    for split, rows in by_split.items():
-        cap = caps.get(split)
-        if cap is not None:
-            del rows[cap:]
+    if dc.max_train is not None:
+        del by_split["train"][dc.max_train :]
     version = stable_json_hash(
         {k: [(r["section_id"], r["summary"]) for r in v] for k, v in by_split.items()}
     )[:24]
