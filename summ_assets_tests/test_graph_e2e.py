@@ -447,10 +447,15 @@ def test_new_document_with_labels_retrains_the_chain_once_and_nothing_else_upstr
     ticks, auto_cursor, checks = _run_automation(sdefs, instance, auto_cursor)
     assert set(ticks[0]) == set(UNPARTITIONED)  # the whole chain, requested in one tick
     assert ticks[1:] == [{}]  # ... and the next tick asks for nothing
-    # evaluation_report's three blocking gates ran once; promoted_student runs only if they pass (on
+    # evaluation_report's four blocking gates ran once; promoted_student runs only if they pass (on
     # `tiny` the random student may write mostly empty summaries: student_outputs_not_empty stops it)
     assert checks.pop("labels_valid") is True  # every label line, the new document's included, matched
-    assert set(checks) == {"metric_sanity", "student_not_worse_than_baseline", "student_outputs_not_empty"}
+    assert set(checks) == {
+        "metric_sanity",
+        "student_not_worse_than_baseline",
+        "student_not_worse_than_promoted",
+        "student_outputs_not_empty",
+    }
     promoted = 1 if all(checks.values()) else 0
     counts = _materializations_since(instance, mark)
     assert counts == {

@@ -285,3 +285,9 @@ BAD = [
 def test_bad_inputs_raise_value_error_naming_the_argument(name: str, call) -> None:
     with pytest.raises(ValueError, match=rf"^{name}:"):
         call()
+
+
+def test_permutation_test_of_a_single_pair_enumerates_its_two_flips() -> None:
+    assert stats.paired_permutation_test([0.5], [0.2])["p_value"] == 1.0
+    assert stats.paired_permutation_test([0.5], [0.2], alternative="greater")["p_value"] == 0.5
+    assert stats.paired_permutation_test([0.5], [0.2], alternative="less")["p_value"] == 1.0

@@ -130,6 +130,14 @@ def paired_permutation_test(
     _check_count(n_resamples, "n_resamples")
     x, y = _values(a, "a"), _values(b, "b")
     n = _same_length(a=x, b=y)
+    if n == 1:  # scipy needs two observations; the two flips of one difference give p = 1 two-sided
+        d = float(x[0] - y[0])
+        p = (
+            1.0
+            if alternative == "two-sided" or d == 0
+            else (0.5 if (d > 0) == (alternative == "greater") else 1.0)
+        )
+        return {"mean_diff": d, "p_value": p, "n": 1, "exact": True}
 
     def mean_diff(x: np.ndarray, y: np.ndarray, axis: int) -> np.ndarray:
         return np.mean(x - y, axis=axis)
