@@ -1,4 +1,6 @@
-"""Evaluation metrics for Korean summaries: ROUGE with Korean tokenizers, offline BERTScore, bootstrap.
+"""Evaluation metrics for Korean summaries: ROUGE with Korean tokenizers, offline BERTScore, sanity checks.
+
+Paired comparisons of models (permutation test, document-clustered CIs) live in `core.stats`.
 
 Plain Python (no Dagster). Heavy libraries (kiwipiepy, rouge_score, bert_score, torch, transformers)
 are imported inside functions or built lazily on first use, so importing this module is cheap.
@@ -79,7 +81,6 @@ __all__ = [
     "metric_sanity",
     "middle_layer",
     "output_stats",
-    "paired_bootstrap",
     "rescale",
     "rouge_scores",
     "sanity_problems",
@@ -744,34 +745,6 @@ def bootstrap_ci(
     means = _bootstrap_means(x, n_samples, seed)
     low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return float(x.mean()), float(low), float(high)
-
-
-def paired_bootstrap(
-    a: Sequence[float] | np.ndarray,
-    b: Sequence[float] | np.ndarray,
-    n_samples: int = 1000,
-    seed: int = 0,
-    alpha: float = 0.05,
-) -> dict[str, float]:
-    """Paired bootstrap of ``mean(a - b)`` over the same examples.
-
-    Returns ``mean_diff``, percentile interval ``low``/``high`` and ``p_value`` = share of resamples
-    with mean difference <= 0 (one-sided test of "a is better than b").
-    """
-    xa, xb = _as_1d(a, "a"), _as_1d(b, "b")
-    if xa.shape != xb.shape:
-        raise ValueError(f"a and b differ in length: {xa.size} vs {xb.size}")
-    if n_samples < 1 or not 0.0 < alpha < 1.0:
-        raise ValueError("n_samples must be >= 1 and 0 < alpha < 1")
-    d = xa - xb
-    means = _bootstrap_means(d, n_samples, seed)
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return {
-        "mean_diff": float(d.mean()),
-        "low": float(low),
-        "high": float(high),
-        "p_value": float(np.mean(means <= 0.0)),
-    }
 
 
 # --------------------------------------------------------------------------------------------------

@@ -166,13 +166,23 @@ def evaluation_report(
         bs_dir = teacher_base["path"] if ev.bertscore_model == "teacher_base" else ev.bertscore_model
         scorer = M.BertScorer(bs_dir, ev.bertscore_layer, device="cpu" if profile.device == "cpu" else None)
         # the rescaling baseline and the sanity checks feed a gate: built from train + val references only
-        pool = [r for s in ("train", "val") for r in read_split(summary_dataset, s)]
+        train_rows = read_split(summary_dataset, "train")
+        pool = train_rows + sets["val"]
         texts = [r["summary"] for r in pool]
         groups = [f"{M.language_of(t)}:{r['doc_id']}" for t, r in zip(texts, pool, strict=True)]
         n_pairs = min(500, 20 * len(texts))
         baseline = scorer.baseline_from_pairs(texts, groups, n_pairs=n_pairs, seed=ev.seed)
         scored = R.score_all(preds, sets, scorer, baseline, profile)
-        sanity = M.metric_sanity(scorer, texts, groups, baseline, seed=ev.seed) if sets["val"] else {}
+        # sanity on the val references plus up to 100 train ones (enough documents to pair across)
+        n_val, n_train = len(sets["val"]), len(train_rows)
+        keep = list(range(min(100, n_train))) + list(range(n_train, len(pool)))
+        sanity = (
+            M.metric_sanity(
+                scorer, [texts[i] for i in keep], [groups[i] for i in keep], baseline, seed=ev.seed
+            )
+            if n_val
+            else {}
+        )
         per = scored["per_example"]
         student_val = _val_scores(per, "student")
         gate_list = [
