@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from summ_assets.core.kd import TAIL_FLOOR, dense_kd_loss, runs_several_epochs, sparse_kd_loss
+from summ_assets.core.kd import TAIL_FLOOR, dense_kd_loss, sparse_kd_loss
+from summ_assets.core.lm import runs_several_epochs
 from summ_assets.core.logits_cache import sparse_targets
 from summ_assets.core.profiles import TINY, ProfileError
 

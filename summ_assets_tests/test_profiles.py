@@ -142,6 +142,8 @@ BAD_VALUES = [
     (EvalConfig, "bootstrap_samples", 0),
     (EvalConfig, "bertscore_layer", 0),
     (EvalConfig, "test_sample", 0),
+    (EvalConfig, "sample_models", ("teacher", "student")),
+    (EvalConfig, "sample_models", ("student", "baseline", "oracle")),
     (EvalConfig, "seed", -1),
     (Profile, "threads", 0),
     (Profile, "max_memory", "20 gigs"),
@@ -212,7 +214,7 @@ def test_eval_scope_full_scores_every_test_example(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("SUMM_EVAL_SCOPE", "full")
     assert get_profile("demo").eval.test_sample is None
     monkeypatch.setenv("SUMM_EVAL_SCOPE", "sample")
-    assert get_profile("demo").eval.test_sample == 10
+    assert get_profile("demo").eval.test_sample == 8
     monkeypatch.setenv("SUMM_EVAL_SCOPE", "everything")
     with pytest.raises(ProfileError, match=r"SUMM_EVAL_SCOPE='everything': choose one of"):
         get_profile("demo")

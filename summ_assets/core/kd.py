@@ -41,6 +41,7 @@ from summ_assets.core.lm import (
     mean_completion_loss,
     pad_batch,
     progress_callback,
+    runs_several_epochs,
     set_threads,
     trainer_kwargs,
 )
@@ -54,7 +55,7 @@ from summ_assets.core.models import (
     token_ids,
     train_embedding_rows,
 )
-from summ_assets.core.profiles import DIVERGENCES, Profile, StudentConfig
+from summ_assets.core.profiles import DIVERGENCES, Profile
 
 log = logging.getLogger(__name__)
 
@@ -296,13 +297,6 @@ def _trainer_cls() -> Any:
     return DistillationTrainer
 
 
-def runs_several_epochs(cfg: StudentConfig, n_examples: int) -> bool:
-    """Whether training passes over the data more than once (an optimizer step consumes
-    batch_size * grad_accum examples): only then is there an epoch to select."""
-    steps_per_epoch = math.ceil(n_examples / (cfg.batch_size * cfg.grad_accum))
-    return cfg.epochs > 1 or cfg.max_steps > steps_per_epoch
-
-
 def freeze_embeddings(model: Any) -> None:
     """Freeze the (tied) input embedding and LM head: with a 256k vocabulary they are most of a small
     model's parameters, and the optimizer state for them would dominate memory."""
@@ -371,7 +365,8 @@ def train_student(
     )
 
     args = TrainingArguments(
-        **trainer_kwargs(cfg, profile, device, work_dir, bool(val_examples)), remove_unused_columns=False
+        **trainer_kwargs(cfg, profile, device, work_dir, bool(val_examples), len(train_examples)),
+        remove_unused_columns=False,
     )
     trainer = _trainer_cls()(
         model=model,
@@ -412,7 +407,9 @@ def train_student(
         "base_val_loss": base_val_loss,
         "val_loss": val_loss,
         "train_loss_curve": [(h["step"], h["loss"]) for h in history if "loss" in h],
-        "eval_loss_curve": [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h],
+        # one epoch: the trainer does not evaluate (the final val loss is that epoch's point)
+        "eval_loss_curve": [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+        or ([(int(trainer.state.global_step), val_loss)] if val_examples else []),
         "kd_ce_curve": trainer.kd_log,
         "train_seconds": train_s,
         "steps": trainer.state.global_step,

@@ -7,6 +7,7 @@ only where they are used: at the positions that predict summary tokens.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from typing import Any
 
@@ -100,11 +101,25 @@ def mean_completion_loss(
     return total / max(count, 1)
 
 
+def runs_several_epochs(cfg: TeacherConfig | StudentConfig, n_examples: int) -> bool:
+    """Whether training passes over the data more than once (an optimizer step consumes
+    batch_size * grad_accum examples): only then is there an epoch to select or a curve to draw."""
+    steps_per_epoch = math.ceil(n_examples / (cfg.batch_size * cfg.grad_accum))
+    return cfg.epochs > 1 or cfg.max_steps > steps_per_epoch
+
+
 def trainer_kwargs(
-    cfg: TeacherConfig | StudentConfig, profile: Profile, device: str, work_dir: Any, has_eval: bool
+    cfg: TeacherConfig | StudentConfig,
+    profile: Profile,
+    device: str,
+    work_dir: Any,
+    has_eval: bool,
+    n_train: int,
 ) -> dict[str, Any]:
     """Training arguments the teacher (trl SFTConfig) and the students (TrainingArguments) share:
-    same schedule, logging, checkpointing, precision and seeds."""
+    same schedule, logging, checkpointing, precision and seeds. The trainer evaluates val after each
+    epoch only when there are several (with one, the caller's final val loss is that point: one pass
+    over val saved per model)."""
     return {
         "output_dir": str(work_dir),
         "num_train_epochs": cfg.epochs,
@@ -115,7 +130,7 @@ def trainer_kwargs(
         "learning_rate": cfg.learning_rate,
         "lr_scheduler_type": "linear",
         "logging_steps": 1,
-        "eval_strategy": "epoch" if has_eval else "no",
+        "eval_strategy": "epoch" if has_eval and runs_several_epochs(cfg, n_train) else "no",
         "save_strategy": "steps",
         "save_steps": cfg.save_steps,
         "save_total_limit": 2,

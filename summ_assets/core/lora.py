@@ -99,7 +99,7 @@ def train_lora_teacher(
     train_ds = Dataset.from_list(sft_rows(train_rows, tok, profile.data.max_prompt_tokens))
     eval_ds = Dataset.from_list(sft_rows(val_rows, tok, profile.data.max_prompt_tokens)) if val_rows else None
     args = SFTConfig(
-        **trainer_kwargs(cfg, profile, device, work_dir, eval_ds is not None),
+        **trainer_kwargs(cfg, profile, device, work_dir, eval_ds is not None, len(train_rows)),
         warmup_steps=0,
         fp16=False,
         gradient_checkpointing=False,
@@ -149,7 +149,9 @@ def train_lora_teacher(
         "base_val_loss": base_val_loss,
         "val_loss": final_val_loss,
         "train_loss_curve": train_curve,
-        "eval_loss_curve": eval_curve,
+        # one epoch: the trainer does not evaluate (the final val loss is that epoch's point)
+        "eval_loss_curve": eval_curve
+        or ([(int(trainer.state.global_step), final_val_loss)] if val_examples else []),
         "train_seconds": train_s,
         "steps": trainer.state.global_step,
         "trainable_parameters": trainable,

@@ -36,7 +36,13 @@ DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")  # StudentConfig.divergence (c
 # EvalConfig.baseline_gate: "not_worse" fails when the CI of (student - baseline) on val lies below 0;
 # "better" fails unless it lies above 0; "report_only" records and passes (tiny: random weights) (core/gates.py)
 BASELINE_GATES = ("not_worse", "better", "report_only")
-EVAL_SCOPES = ("sample", "full")  # $SUMM_EVAL_SCOPE: the profile's test samples, or every test example
+EVAL_SCOPES = ("sample", "full")
+EVAL_MODELS = (
+    "teacher",
+    "student",
+    "baseline",
+    "student_base",
+)  # the evaluated models (defs/generations.py)  # $SUMM_EVAL_SCOPE: the profile's test samples, or every test example
 
 _MEMORY = re.compile(r"^\d+(\.\d+)?\s*(GiB|MiB|GB|MB)$")  # Profile.max_memory, e.g. "20GiB"
 
@@ -240,6 +246,8 @@ class EvalConfig:
     # examples scored per TEST set under SUMM_EVAL_SCOPE=sample (the first n by split key: a fixed
     # sample, the same for every model); None = all. val is always scored in full (the gates use it).
     test_sample: int | None = None
+    # the models generated under SUMM_EVAL_SCOPE=sample (all of them under full)
+    sample_models: tuple[str, ...] = ("teacher", "student", "baseline", "student_base")
     baseline_gate: str = "not_worse"  # BASELINE_GATES, at confidence 1 - gate_alpha
     gate_alpha: float = 0.05
     # never regress: a new student may replace the promoted one only if the one-sided (1 - gate_alpha)
@@ -264,6 +272,12 @@ class EvalConfig:
         _number(self, "bertscore_layer", 1, integer=True, none="the middle layer")
         _number(self, "seed", 0, integer=True)
         _number(self, "test_sample", 1, integer=True, none="all")
+        _strings(self, "sample_models")
+        for m in self.sample_models:
+            if m not in EVAL_MODELS:
+                _fail(self, "sample_models", f"{m!r} is not one of {EVAL_MODELS}")
+        if not {"student", "baseline"} <= set(self.sample_models):
+            _fail(self, "sample_models", "must hold 'student' and 'baseline' (the gates compare them)")
         _choice(self, "baseline_gate", BASELINE_GATES)
         _number(self, "gate_alpha", 0, 1, lo_open=True, hi_open=True)
         _number(self, "regress_margin", 0)
@@ -364,7 +378,7 @@ DEMO = Profile(
         max_section_tokens=384,
         max_prompt_tokens=96,
         max_summary_tokens=40,
-        max_train=96,
+        max_train=64,  # the `make demo` budget (README 'Why each setting')
     ),
     teacher=TeacherConfig(
         source="gguf:gemma3-270m",
@@ -385,9 +399,14 @@ DEMO = Profile(
         temperature=1.0,
         save_steps=12,
     ),
-    # batch 16 decodes about 2x faster than 8 on these 2 cores (README 'Why each setting'); 10 examples
-    # per test set keep `make demo` in budget, `make eval-full` scores every one
-    eval=EvalConfig(max_new_tokens=40, batch_size=16, test_sample=10),
+    # the `make demo` budget (README 'Why each setting'): batch 32, 8 examples per test set, the untuned
+    # base only in `make eval-full` (which scores every model on every test example)
+    eval=EvalConfig(
+        max_new_tokens=40,
+        batch_size=32,
+        test_sample=8,
+        sample_models=("teacher", "student", "baseline"),
+    ),
 )
 
 GEMMA2 = Profile(

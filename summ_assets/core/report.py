@@ -190,7 +190,10 @@ def markdown(report: dict[str, Any], charts_md: str = "") -> str:
         "of training documents), `test_similar` (reworded variants of training documents) and `test_new` "
         "(new documents and formats).",
         "",
-        f"Scope: {report['scope']}.",
+        f"Scope: {report['scope']}."
+        + "".join(
+            f" Not generated: `{m}` ({why})." for m, why in report.get("models_not_generated", {}).items()
+        ),
         "",
         f"ROUGE: `{report['rouge_tokenizer']}` (Kiwi morphemes, F1). BERTScore: `{bs['hash']}`, rescaled "
         f"with a baseline from {bs['baseline_pairs']} pairs of references from different documents in the "

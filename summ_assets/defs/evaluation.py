@@ -119,6 +119,8 @@ def evaluation_report(
             strict=True,
         )
     )
+    skipped = {m: g["skipped"] for m, g in gens.items() if g.get("skipped")}
+    gens = {m: g for m, g in gens.items() if not g.get("skipped")}
     previous = read_pointer(settings)
     scope = (
         "full"
@@ -245,6 +247,7 @@ def evaluation_report(
             "sanity": sanity,
             "gates": {g.name: g.as_dict() for g in gate_list},
             "promoted_before": promoted_info,
+            "models_not_generated": skipped,
             "rouge_tokenizer": scored["rouge_tokenizer"],
             "losses": _losses(gens),
             "eval_config": asdict(ev),
@@ -283,6 +286,8 @@ def evaluation_report(
 def _losses(gens: dict[str, dict]) -> dict[str, float]:
     losses = {}
     for name in ("teacher", "student", "baseline"):
+        if name not in gens:
+            continue
         folder = Path(gens[name]["model_path"])
         f = folder.parent / "metrics.json" if name == "teacher" else folder / "training_metrics.json"
         if f.exists():

@@ -61,7 +61,18 @@ def _generations_asset(name: str) -> dg.AssetsDefinition:
         import pyarrow.parquet as pq
 
         profile = compute.configure(settings.get_profile(), log=context.log)
-        sets = evaluation_rows(summary_dataset, profile.eval.test_sample)
+        ev = profile.eval
+        if ev.test_sample is not None and name not in ev.sample_models:
+            why = (
+                f"not generated under SUMM_EVAL_SCOPE=sample (eval.sample_models = {list(ev.sample_models)})"
+            )
+            context.log.info(f"{name}: {why}; `make eval-full` generates it")
+            return dg.Output(
+                {"path": None, "model": name, "skipped": why},
+                data_version=dg.DataVersion(f"skipped-{name}"),
+                metadata={"skipped": why},
+            )
+        sets = evaluation_rows(summary_dataset, ev.test_sample)
         got = generate_cached(
             path_of(model), version_of(model), sets, profile, store_root(settings), progress_logger(context)
         )
