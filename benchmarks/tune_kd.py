@@ -81,21 +81,6 @@ def cache_at(root: Path, spec: object, temperature: float, train: list[dict], pr
     return spec_t, lc.load(folder, spec_t, {e["example_key"] for e in train})
 
 
-def _score(model: object, tok: object, rows: list[dict], profile: object) -> list[float]:
-    from summ_assets.core.generation import summarize_texts
-    from summ_assets.core.metrics import rouge_scores
-
-    preds, _ = summarize_texts(
-        model,
-        tok,
-        [r["text"] for r in rows],
-        max_prompt_tokens=profile.data.max_prompt_tokens,
-        max_new_tokens=profile.eval.max_new_tokens,
-        batch_size=profile.eval.batch_size,
-    )
-    return [s["rougeLsum_f"] for s in rouge_scores(preds, [r["summary"] for r in rows], "kiwi")]
-
-
 def main(settings: list[str]) -> None:
     use_offline_env()
     import numpy as np
@@ -105,6 +90,7 @@ def main(settings: list[str]) -> None:
     from summ_assets.core import logits_cache as lc
     from summ_assets.core import stats
     from summ_assets.core.dataset import read_split
+    from summ_assets.core.early_stopping import rouge_per_example
     from summ_assets.core.examples import build_examples
     from summ_assets.core.generations import evaluation_rows
     from summ_assets.core.kd import attach_teacher, train_student
@@ -166,7 +152,7 @@ def main(settings: list[str]) -> None:
             )
             model = load_causal_lm(out_root / tag)
             vloss = mean_completion_loss(model, val, tok.pad_token_id)
-            rl = _score(model, tok, val_rows, profile)
+            rl = rouge_per_example(model, tok, val_rows, profile)
             val_scores.setdefault(setting, []).append(rl)
             folders.setdefault(setting, []).append(out_root / tag)
             result = {
@@ -207,7 +193,7 @@ def main(settings: list[str]) -> None:
             model = load_causal_lm(folder)
             for name in ("test_seen", "test_similar", "test_new"):
                 test_scores.setdefault(name, {}).setdefault(setting, []).append(
-                    _score(model, tok, tests[name], profile)
+                    rouge_per_example(model, tok, tests[name], profile)
                 )
             del model
     for name, by in test_scores.items():

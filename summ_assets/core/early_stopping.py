@@ -19,9 +19,10 @@ from summ_assets.core.profiles import Profile
 log = logging.getLogger(__name__)
 
 
-def val_rouge(model: Any, tokenizer: Any, rows: list[dict[str, Any]], profile: Profile) -> float:
-    """Mean Kiwi ROUGE-Lsum F1 of greedy summaries of `rows` (dicts with text + summary)."""
-
+def rouge_per_example(
+    model: Any, tokenizer: Any, rows: list[dict[str, Any]], profile: Profile
+) -> list[float]:
+    """Kiwi ROUGE-Lsum F1 of the greedy summary of each of `rows` (dicts with text + summary)."""
     preds, _ = summarize_texts(
         model,
         tokenizer,
@@ -30,8 +31,13 @@ def val_rouge(model: Any, tokenizer: Any, rows: list[dict[str, Any]], profile: P
         max_new_tokens=profile.eval.max_new_tokens,
         batch_size=profile.eval.batch_size,
     )
-    scores = rouge_scores(preds, [r["summary"] for r in rows], "kiwi")
-    return sum(s["rougeLsum_f"] for s in scores) / max(len(scores), 1)
+    return [s["rougeLsum_f"] for s in rouge_scores(preds, [r["summary"] for r in rows], "kiwi")]
+
+
+def val_rouge(model: Any, tokenizer: Any, rows: list[dict[str, Any]], profile: Profile) -> float:
+    """Mean Kiwi ROUGE-Lsum F1 of greedy summaries of `rows` (dicts with text + summary)."""
+    scores = rouge_per_example(model, tokenizer, rows, profile)
+    return sum(scores) / max(len(scores), 1)
 
 
 def rouge_selection_callback(
