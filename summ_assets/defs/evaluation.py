@@ -324,47 +324,43 @@ def _check(evaluation_report: dict, name: str) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=bool(g["passed"]), metadata=meta)
 
 
-@dg.asset_check(
-    asset=evaluation_report,
-    blocking=True,
-    description="Blocking: the metrics can fail — each reference scored against itself gives 1 (ROUGE and "
-    "BERTScore), references of other documents score near the rescaling baseline (rescaled ~ 0).",
+def _gate_check(check_name: str, gate: str, description: str) -> dg.AssetChecksDefinition:
+    """A blocking check on `evaluation_report` that shows one stored gate result with its numbers."""
+
+    @dg.asset_check(asset=evaluation_report, name=check_name, blocking=True, description=description)
+    def _gate(evaluation_report: dict) -> dg.AssetCheckResult:
+        return _check(evaluation_report, gate)
+
+    return _gate
+
+
+metric_sanity = _gate_check(
+    "metric_sanity",
+    "metric_sanity",
+    "Blocking: the metrics can fail — each reference scored against itself gives 1 (ROUGE and BERTScore), "
+    "references of other documents score near the rescaling baseline (rescaled ~ 0).",
 )
-def metric_sanity(evaluation_report: dict) -> dg.AssetCheckResult:
-    return _check(evaluation_report, "metric_sanity")
-
-
-@dg.asset_check(
-    asset=evaluation_report,
-    blocking=True,
-    description="Blocking gate on val: the distilled student vs the CE baseline by a CI rule "
+student_not_worse_than_baseline = _gate_check(
+    "student_not_worse_than_baseline",
+    "student_vs_baseline",
+    "Blocking gate on val: the distilled student vs the CE baseline by a CI rule "
     "(eval.baseline_gate: not_worse = fail when the whole clustered CI of the difference is below 0).",
 )
-def student_not_worse_than_baseline(evaluation_report: dict) -> dg.AssetCheckResult:
-    return _check(evaluation_report, "student_vs_baseline")
-
-
-@dg.asset_check(
-    asset=evaluation_report,
-    blocking=True,
-    description="Blocking gate on val: never regress. The new student vs the promoted one on the same val "
-    "examples, non-inferiority with margin eval.regress_margin; 'not comparable' when the promoted model "
-    "trained on a section now in val.",
+student_not_worse_than_promoted = _gate_check(
+    "student_not_worse_than_promoted",
+    "student_vs_promoted",
+    "Blocking gate on val: never regress. The new student vs the promoted one on the same val examples, "
+    "non-inferiority with margin eval.regress_margin; 'not comparable' when the promoted model trained on "
+    "a section now in val.",
 )
-def student_not_worse_than_promoted(evaluation_report: dict) -> dg.AssetCheckResult:
-    return _check(evaluation_report, "student_vs_promoted")
-
-
-@dg.asset_check(
-    asset=evaluation_report,
-    blocking=True,
-    description="Blocking gate: at most eval.max_empty_share of the student's val summaries are empty.",
+student_outputs_not_empty = _gate_check(
+    "student_outputs_not_empty",
+    "student_outputs_not_empty",
+    "Blocking gate: at most eval.max_empty_share of the student's val summaries are empty.",
 )
-def student_outputs_not_empty(evaluation_report: dict) -> dg.AssetCheckResult:
-    return _check(evaluation_report, "student_outputs_not_empty")
 
 
-def promote(pointer: Path, report: dict, log: object = None) -> dict:
+def promote(pointer: Path, report: dict) -> dict:
     """Move the pointer to the report's student when every gate passed; otherwise leave it. Returns the
     pointer's content plus ``promoted_now`` and ``reasons``."""
     failed = [g for g in report.get("gates", {}).values() if not g["passed"]]
