@@ -144,7 +144,7 @@ def evaluation_report(
         val_ids = {r["section_id"] for r in sets["val"]}
         student = student_generations
         promoted_info: dict = {"version": None}
-        comparable = (False, "nothing promoted yet")
+        comparable = (True, "")  # read only when something is promoted (regress_gate gets None otherwise)
         if previous and previous.get("version"):
             promoted_info = {k: previous.get(k) for k in ("path", "version", "parameters")}
             if previous["version"] == student["version"]:
@@ -217,6 +217,7 @@ def evaluation_report(
         ]
         scored["tables"].get("val", {}).pop("promoted", None)
         per_claims = [x for x in per if x["model"] != "promoted"]
+        tables = {s: t for s, t in scored["tables"].items() if t}
         report = {
             "profile": profile.name,
             "scope": scope,
@@ -233,9 +234,9 @@ def evaluation_report(
                 m: {k: g[k] for k in ("model_path", "version", "parameters", "bytes", "speed")}
                 for m, g in gens.items()
             },
-            "tables": {s: t for s, t in scored["tables"].items() if t},
+            "tables": tables,
             "comparisons": R.comparisons(per_claims, profile),
-            "ranking": _ranking({s: t for s, t in scored["tables"].items() if t}),
+            "ranking": _ranking(tables),
             "bertscore": {
                 "hash": scorer.hash,
                 "layer": scorer.num_layers,
