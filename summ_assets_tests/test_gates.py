@@ -14,6 +14,7 @@ from summ_assets.defs.evaluation import (
     _val_scores,
     metric_sanity,
     promote,
+    student_not_degenerate,
     student_not_worse_than_baseline,
     student_not_worse_than_promoted,
     student_outputs_not_empty,
@@ -64,6 +65,7 @@ def test_every_gate_is_a_blocking_check() -> None:
         student_not_worse_than_baseline,
         student_not_worse_than_promoted,
         student_outputs_not_empty,
+        student_not_degenerate,
         metric_sanity,
     ):
         assert all(spec.blocking for spec in check.check_specs), check
@@ -175,3 +177,13 @@ def test_sanity_gate_fails_on_crafted_bad_numbers() -> None:
         {},  # nothing scored (no val)
     ):
         assert not G.sanity_gate(M.sanity_problems(bad), bad).passed, bad
+
+
+def test_degeneration_gate_fails_above_its_share_and_names_the_checks() -> None:
+    clean = ["배포는 단계적으로 진행하고 지표를 확인한다."] * 9
+    bad = ["컴포넌트는 100000000000000000 이다."]
+    assert G.degeneration_gate(clean + bad, 0.1).passed  # 1 of 10 = 10 %: at the limit
+    failed = G.degeneration_gate(clean[:8] + bad * 2, 0.1)
+    assert not failed.passed and "20% > 10%" in failed.reasons[0] and "digit_run 20%" in failed.reasons[0]
+    assert failed.numbers["digit_run_share"] == 0.2
+    assert not G.degeneration_gate([], 0.1).passed  # no val: the gate fails with a message

@@ -147,6 +147,7 @@ def test_lora_teacher_lowers_val_loss_and_report_exists_everywhere(built) -> Non
         "student_vs_baseline",
         "student_vs_promoted",
         "student_outputs_not_empty",
+        "student_not_degenerate",
         "metric_sanity",
     }
     assert report["sets"]["val"]["role"].startswith("used for selection")
@@ -447,7 +448,7 @@ def test_new_document_with_labels_retrains_the_chain_once_and_nothing_else_upstr
     ticks, auto_cursor, checks = _run_automation(sdefs, instance, auto_cursor)
     assert set(ticks[0]) == set(UNPARTITIONED)  # the whole chain, requested in one tick
     assert ticks[1:] == [{}]  # ... and the next tick asks for nothing
-    # evaluation_report's four blocking gates ran once; promoted_student runs only if they pass (on
+    # evaluation_report's five blocking gates ran once; promoted_student runs only if they pass (on
     # `tiny` the random student may write mostly empty summaries: student_outputs_not_empty stops it)
     assert checks.pop("labels_valid") is True  # every label line, the new document's included, matched
     assert set(checks) == {
@@ -455,6 +456,7 @@ def test_new_document_with_labels_retrains_the_chain_once_and_nothing_else_upstr
         "student_not_worse_than_baseline",
         "student_not_worse_than_promoted",
         "student_outputs_not_empty",
+        "student_not_degenerate",
     }
     promoted = 1 if all(checks.values()) else 0
     counts = _materializations_since(instance, mark)

@@ -137,6 +137,16 @@ def test_kd_student_needs_every_cache_row_and_learns(tmp_path: Path) -> None:
     assert m["val_loss"] < m["base_val_loss"]
     assert m["kd_ce_curve"] and all(kd >= 0 for _, kd, _ in m["kd_ce_curve"])
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "o", torch_dtype=torch.float32, device_map="auto")
+    # the folder carries the profile's decoding settings for plain from_pretrained + generate users
+    from transformers import GenerationConfig
+
+    gen = GenerationConfig.from_pretrained(tmp_path / "o")
+    ev = profile.eval
+    assert (gen.no_repeat_ngram_size, gen.repetition_penalty) == (
+        ev.no_repeat_ngram_size,
+        ev.repetition_penalty,
+    )
+    assert gen.max_new_tokens == ev.max_new_tokens and _eot(s_dir) in gen.eos_token_id
     # frozen embedding except the rows named in train_tokens (gradient mask, tied LM head included)
     assert changed_embedding_rows(s_dir, tmp_path / "o") == [_eot(s_dir)]
     base = AutoModelForCausalLM.from_pretrained(s_dir)

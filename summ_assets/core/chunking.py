@@ -6,8 +6,10 @@ and every section's ``text == text[char_start:char_end]``; nothing is dropped.
 
 Rules:
 - YAML front matter (``---`` ... ``---`` at the very top) is document metadata, not a section.
-- ATX headings (``#``..``######``, closing ``#`` run stripped) and setext headings (``===``/``---``
-  under a one-line paragraph) start sections; ``#`` inside fenced code (````` / ``~~~``) does not.
+- Top-level CommonMark headings (ATX ``#``..``######`` and setext ``===``/``---``, as markdown-it-py
+  parses them) start sections; ``#`` inside code, HTML blocks, list items or quotes does not. Heading
+  paths hold visible titles: ``{#id .class}`` attributes, anchors and shortcodes are resolved
+  (`core.markup.clean_heading`); the section text itself is never rewritten.
 - A heading with no body directly followed by a deeper heading is folded into that child.
 - A section longer than `max_tokens` is split at paragraph, then sentence (Korean endings included),
   then token boundaries, never mid-token; parts are labelled ``part k/n``; a trailing fragment under
@@ -16,16 +18,17 @@ Rules:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from summ_assets.core.markup import clean_heading
+
 HEADING_SEP = " / "
 
-_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
-_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+_NEWLINE = re.compile(r"\r\n|\r|\n")
 # sentence end: ., ?, !, 。, … (optionally followed by closing quotes/brackets) then whitespace
 _SENT_END = re.compile(r"(?<=[.?!。…])[\"'”’)\]]*\s+")
 
@@ -117,56 +120,37 @@ def parse_front_matter(text: str, source: str = "<text>") -> tuple[dict[str, Any
     return meta, raw
 
 
-def _lines_with_offsets(text: str, start: int) -> list[tuple[int, str]]:
-    out, pos = [], start
-    for line in text[start:].splitlines(keepends=True):
-        out.append((pos, line))
-        pos += len(line)
-    return out
+def _line_starts(text: str, start: int) -> list[int]:
+    """Char offset of every line of text[start:], split where CommonMark splits (CR LF, CR, LF)."""
+    return [start] + [m.end() for m in _NEWLINE.finditer(text, start)]
+
+
+@functools.cache
+def _parser() -> Any:
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark")
 
 
 def _find_headings(text: str, start: int) -> list[tuple[int, int, str]]:
-    """(char offset of the heading's first line, level, title) for every heading outside code."""
-    lines = _lines_with_offsets(text, start)
+    """(char offset of the heading's first line, level, visible title) for every top-level heading.
+
+    CommonMark decides what a heading is (markdown-it-py's block parser): ``#`` lines inside fenced or
+    indented code, HTML blocks, list items or block quotes are not headings; a setext underline under a
+    list item is not one either. Titles lose attributes and shortcodes (`core.markup.clean_heading`).
+    """
+    body = text[start:]
+    if not body.strip():
+        return []
+    starts = _line_starts(text, start)
+    tokens = _parser().parse(body)
     heads: list[tuple[int, int, str]] = []
-    fence: str | None = None
-    prev_blank = True
-    for i, (off, raw) in enumerate(lines):
-        line = raw.rstrip("\r\n")
-        fm = _FENCE.match(line)
-        if fence is not None:
-            if (
-                fm
-                and fm.group(1)[0] == fence[0]
-                and len(fm.group(1)) >= len(fence)
-                and not line.strip()[len(fm.group(1)) :].strip()
-            ):
-                fence = None
-            prev_blank = False
+    for i, tok in enumerate(tokens):
+        if tok.type != "heading_open" or tok.level != 0 or tok.map is None:
             continue
-        if fm:
-            fence = fm.group(1)
-            prev_blank = False
-            continue
-        m = _ATX.match(line)
-        if m:
-            heads.append((off, len(m.group(1)), (m.group(2) or "").strip()))
-            prev_blank = False
-            continue
-        # setext: a one-line paragraph followed by === or ---
-        if (
-            i + 1 < len(lines)
-            and line.strip()
-            and prev_blank
-            and not line.lstrip().startswith(("-", "*", "+", ">", "|"))
-            and _SETEXT.match(lines[i + 1][1].rstrip("\r\n"))
-        ):
-            underline = lines[i + 1][1].strip()
-            heads.append((off, 1 if underline.startswith("=") else 2, line.strip()))
-            prev_blank = False
-            continue
-        prev_blank = not line.strip()
-    # setext underline lines belong to their heading: nothing else to do (spans are by offset)
+        raw_title = tokens[i + 1].content if i + 1 < len(tokens) else ""
+        title = clean_heading(" ".join(raw_title.split()))
+        heads.append((starts[tok.map[0]], int(tok.tag[1]), title))
     return heads
 
 

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from summ_assets.core.generation import summarize_texts
+from summ_assets.core.generation import decoding_options, summarize_texts
 from summ_assets.core.metrics import rouge_scores
 from summ_assets.core.profiles import Profile
 
@@ -30,6 +30,7 @@ def rouge_per_example(
         max_prompt_tokens=profile.data.max_prompt_tokens,
         max_new_tokens=profile.eval.max_new_tokens,
         batch_size=profile.eval.batch_size,
+        **decoding_options(profile.eval),
     )
     return [s["rougeLsum_f"] for s in rouge_scores(preds, [r["summary"] for r in rows], "kiwi")]
 

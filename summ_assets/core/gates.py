@@ -147,6 +147,30 @@ def empty_gate(student_val_predictions: Sequence[str], max_share: float) -> Gate
     return GateResult(name, True, [f"passed: {share:.0%} empty (at most {max_share:.0%})"], numbers)
 
 
+def degeneration_gate(student_val_predictions: Sequence[str], max_share: float) -> GateResult:
+    """At most `max_share` of the student's non-empty final val summaries are degenerate
+    (`core.degeneration.flags`)."""
+    from summ_assets.core.degeneration import shares
+
+    name = "student_not_degenerate"
+    if not student_val_predictions:
+        return GateResult(name, False, [NO_VAL])
+    sh = shares(list(student_val_predictions))
+    numbers = {"degenerate_share": sh["degenerate"], "n": sh["n"], "max_share": max_share}
+    numbers.update({f"{k}_share": v for k, v in sh.items() if k not in ("n", "empty", "degenerate")})
+    worst = ", ".join(f"{k} {v:.0%}" for k, v in sh.items() if k not in ("n", "empty", "degenerate") and v)
+    if sh["degenerate"] > max_share:
+        return GateResult(
+            name,
+            False,
+            [f"student degenerate outputs on val {sh['degenerate']:.0%} > {max_share:.0%} ({worst})"],
+            numbers,
+        )
+    return GateResult(
+        name, True, [f"passed: {sh['degenerate']:.0%} degenerate (at most {max_share:.0%})"], numbers
+    )
+
+
 def sanity_gate(problems: Sequence[str], sanity: dict[str, Any]) -> GateResult:
     return GateResult("metric_sanity", not problems, list(problems) or ["passed"], dict(sanity))
 

@@ -1,4 +1,10 @@
-"""Batched greedy summarization with the shared prompt format; decodes only the new tokens."""
+"""Batched greedy summarization with the shared prompt format and decoding settings.
+
+The decoding settings (`decoding_options`: repetition control from `transformers`, the one-sentence cut)
+come from the profile's `eval` section; `generation_config` writes them into every model folder the
+pipeline saves, so plain ``from_pretrained`` + ``generate`` users decode the same way (the one-sentence
+cut is post-processing: `core.degeneration.final_summary`).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,38 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from summ_assets.core.prompts import prompt_messages
+from summ_assets.core.degeneration import final_summary
+from summ_assets.core.prompts import END_OF_TURN, prompt_messages
+
+
+def decoding_options(ev: Any) -> dict[str, Any]:
+    """The profile's decoding settings (an `EvalConfig`), as `summarize_texts` keyword arguments."""
+    return {
+        "no_repeat_ngram_size": ev.no_repeat_ngram_size,
+        "repetition_penalty": ev.repetition_penalty,
+        "one_sentence": ev.one_sentence,
+    }
+
+
+def generation_config(tokenizer: Any, ev: Any | None = None) -> Any:
+    """The `GenerationConfig` saved with a model: greedy, stops at ``<end_of_turn>``, and with `ev` the
+    profile's length limit and repetition control."""
+    from transformers import GenerationConfig
+
+    extra: dict[str, Any] = {}
+    if ev is not None:
+        extra = {
+            "max_new_tokens": ev.max_new_tokens,
+            "no_repeat_ngram_size": ev.no_repeat_ngram_size or None,
+            "repetition_penalty": ev.repetition_penalty,
+        }
+    return GenerationConfig(
+        bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=[tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(END_OF_TURN)],
+        do_sample=False,
+        **{"max_new_tokens": 64, **extra},
+    )
 
 
 def summarize_texts(
@@ -18,11 +55,16 @@ def summarize_texts(
     max_new_tokens: int,
     batch_size: int = 8,
     do_sample: bool = False,
+    no_repeat_ngram_size: int = 0,
+    repetition_penalty: float = 1.0,
+    one_sentence: bool = False,
     progress: Callable[[str], None] | None = None,
-) -> tuple[list[str], dict[str, float]]:
-    """Return (summaries, {"tokens", "seconds", "tokens_per_s", "row_tokens"}); ``row_tokens[i]`` = new
-    tokens of summary i up to and including its end-of-turn (tokens/s here depends on when the longest
-    row of a batch stops: `core.generations.forced_decode_speed` is the figure to compare models by)."""
+) -> tuple[list[str], dict[str, Any]]:
+    """Return (summaries, {"tokens", "seconds", "tokens_per_s", "row_tokens", "raw"}): ``raw[i]`` is the
+    decoded generation, summary i its `final_summary` (one line; with `one_sentence`, its first
+    sentence); ``row_tokens[i]`` = new tokens of generation i up to and including its end-of-turn
+    (tokens/s here depends on when the longest row of a batch stops:
+    `core.generations.forced_decode_speed` is the figure to compare models by)."""
     import torch
 
     model.eval()
@@ -30,6 +72,7 @@ def summarize_texts(
     old_side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     outputs: list[str] = []
+    raw: list[str] = []
     new_tokens, t0 = 0, time.time()
     eos = model.generation_config.eos_token_id
     try:
@@ -48,6 +91,8 @@ def summarize_texts(
                     **enc,
                     max_new_tokens=max_new_tokens,
                     do_sample=do_sample,
+                    no_repeat_ngram_size=no_repeat_ngram_size or None,
+                    repetition_penalty=repetition_penalty,
                     pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=eos,
                 )
@@ -62,7 +107,8 @@ def summarize_texts(
                 results[i] = tokenizer.decode(row[:n], skip_special_tokens=True).strip()
             if progress:
                 progress(f"generated {min(s + batch_size, len(order))}/{len(order)}")
-        outputs = [results[i] for i in range(len(texts))]
+        raw = [results[i] for i in range(len(texts))]
+        outputs = [final_summary(r, one_sentence) for r in raw]
     finally:
         tokenizer.padding_side = old_side
     dt = time.time() - t0
@@ -71,4 +117,5 @@ def summarize_texts(
         "seconds": dt,
         "tokens_per_s": new_tokens / dt if dt else 0.0,
         "row_tokens": [counts[i] for i in range(len(texts))],
+        "raw": raw,
     }

@@ -1,7 +1,8 @@
 """One model's generations on the evaluation sets, cached per model version and decoding settings.
 
 A store folder holds everything one (model version, decoding settings, prompt version) has generated:
-Parquet shards of ``{row_key, section_id, set, prediction, new_tokens}`` plus ``model.json``
+Parquet shards of ``{row_key, section_id, prediction, raw, new_tokens}`` (``raw`` = the decoded
+generation, ``prediction`` = its one-line, one-sentence `final_summary`) plus ``model.json``
 (parameters and forced-length decode speed). A row is keyed by its section id and a hash of its text,
 so an edited section is generated again and nothing else is. Each call generates only the rows the
 store lacks and writes them as one new shard, atomically; so retraining a student never regenerates
@@ -24,10 +25,11 @@ from typing import Any
 
 from summ_assets.core.artifacts import atomic_write_bytes, stable_json_hash, write_json
 from summ_assets.core.dataset import SplitRow, read_split
-from summ_assets.core.prompts import prompt_messages, prompt_version
+from summ_assets.core.generation import decoding_options
+from summ_assets.core.prompts import prompt_messages, prompt_version, truncated_share
 from summ_assets.core.splits import EVAL_SETS, TEST_SETS
 
-GENERATION_CODE = "generations-v1"
+GENERATION_CODE = "generations-v2"  # v2: raw generation stored beside the final summary
 
 
 def evaluation_rows(
@@ -58,6 +60,7 @@ def decoding_settings(profile: Any) -> dict[str, Any]:
         "max_new_tokens": profile.eval.max_new_tokens,
         "do_sample": profile.eval.do_sample,
         "seed": profile.eval.seed,
+        **decoding_options(profile.eval),
         "prompt": prompt_version(),
         "code": GENERATION_CODE,
     }
@@ -114,7 +117,7 @@ def generate_cached(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Generations for every row of `sets` from the model at `model_path`, generating only what the
-    store lacks. Returns {"store", "rows": [{set, section_id, doc_id, prediction, new_tokens}], "generated",
+    store lacks. Returns {"store", "rows": [{set, section_id, doc_id, prediction, raw, new_tokens}], "generated",
     "reused", "model": model.json content}."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -147,10 +150,17 @@ def generate_cached(
                 batch_size=profile.eval.batch_size,
                 do_sample=decoding["do_sample"],
                 progress=progress,
+                **decoding_options(profile.eval),
             )
             new = [
-                {"row_key": k, "section_id": wanted[k]["section_id"], "prediction": o, "new_tokens": n}
-                for k, o, n in zip(missing, outs, st["row_tokens"], strict=True)
+                {
+                    "row_key": k,
+                    "section_id": wanted[k]["section_id"],
+                    "prediction": o,
+                    "raw": r,
+                    "new_tokens": n,
+                }
+                for k, o, r, n in zip(missing, outs, st["raw"], st["row_tokens"], strict=True)
             ]
             sink = pa.BufferOutputStream()
             pq.write_table(pa.Table.from_pylist(new), sink, compression="zstd")
@@ -169,6 +179,10 @@ def generate_cached(
             "bytes": sum(p.stat().st_size for p in Path(model_path).glob("*.safetensors")),
             "speed": forced_decode_speed(model, tok, speed_texts or ["."], profile),
             "decoding": decoding,
+            "prompts_cut": {
+                s: truncated_share([r["text"] for r in rows], tok, profile.data.max_prompt_tokens)
+                for s, rows in sets.items()
+            },
         }
         write_json(info_file, info)
         del model
@@ -179,6 +193,7 @@ def generate_cached(
             "section_id": r["section_id"],
             "doc_id": r["doc_id"],
             "prediction": stored[row_key(r)]["prediction"],
+            "raw": stored[row_key(r)]["raw"],
             "new_tokens": int(stored[row_key(r)]["new_tokens"]),
         }
         for s, rows in sets.items()

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from summ_assets.core import early_stopping
+from summ_assets.core.generation import generation_config
 from summ_assets.core.lm import (
     completion_logits,
     mean_completion_loss,
@@ -398,6 +399,7 @@ def train_student(
     val_loss = mean_completion_loss(final, val_examples, tok.pad_token_id) if val_examples else float("nan")
     for p in final.parameters():
         p.requires_grad_(True)
+    final.generation_config = generation_config(tok, profile.eval)
     final.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
     history = trainer.state.log_history

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from summ_assets.core.generation import generation_config
 from summ_assets.core.lm import (
     completion_ce,
     mean_completion_loss,
@@ -142,6 +143,7 @@ def train_lora_teacher(
     final_val_loss = (
         mean_completion_loss(merged, val_examples, tok.pad_token_id) if val_examples else float("nan")
     )
+    merged.generation_config = generation_config(tok, profile.eval)
     merged.save_pretrained(merged_dir)
     tok.save_pretrained(merged_dir)
     shutil.rmtree(work_dir, ignore_errors=True)

@@ -102,16 +102,9 @@ TINY_DIMS = {
 
 
 def _generation_config(tokenizer: Any) -> Any:
-    from transformers import GenerationConfig
+    from summ_assets.core.generation import generation_config
 
-    eot = tokenizer.convert_tokens_to_ids(END_OF_TURN)
-    return GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=[tokenizer.eos_token_id, eot],
-        do_sample=False,
-        max_new_tokens=64,
-    )
+    return generation_config(tokenizer)
 
 
 def build_tiny_model(role: str, tokenizer_dir: Path, out_dir: Path, seed: int = 0) -> None:

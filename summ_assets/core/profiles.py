@@ -132,7 +132,9 @@ class DataConfig:
     max_section_tokens: int = 384  # token budget per section (student tokenizer)
     min_section_tokens: int = 8  # trailing fragments below this merge into the previous part
     max_file_bytes: int = 2_000_000
-    max_prompt_tokens: int = 256  # section text is truncated to this many tokens inside the prompt
+    # the cleaned section text is cut to this many tokens inside the prompt (only when longer): at or above
+    # max_section_tokens, every whole section fits; the report shows the share cut per set
+    max_prompt_tokens: int = 384
     max_summary_tokens: int = 64
     # val = whole raw/ documents, lowest hash rank first, until this many labelled sections (core/splits.py)
     val_min_examples: int = 40
@@ -256,6 +258,13 @@ class EvalConfig:
     max_empty_share: float = 0.2  # empty student outputs on val, at most
     speed_batch: int = 8  # forced-length decode speed: rows per batch ...
     speed_tokens: int = 16  # ... and tokens forced per row
+    # decoding (every stage that generates; saved in each model's generation_config.json): repetition
+    # control from transformers (0 / 1.0 = off) and the one-sentence cut; chosen on val
+    # (benchmarks/tune_decoding.py, README 'Why each setting')
+    no_repeat_ngram_size: int = 4
+    repetition_penalty: float = 1.1
+    one_sentence: bool = True
+    max_degenerate_share: float = 0.1  # degenerate student outputs on val (final), at most
 
     def __post_init__(self) -> None:
         for name in (
@@ -282,6 +291,10 @@ class EvalConfig:
         _number(self, "gate_alpha", 0, 1, lo_open=True, hi_open=True)
         _number(self, "regress_margin", 0)
         _number(self, "max_empty_share", 0, 1)
+        _number(self, "max_degenerate_share", 0, 1)
+        _number(self, "no_repeat_ngram_size", 0, integer=True)
+        _number(self, "repetition_penalty", 0, lo_open=True)
+        _flag(self, "one_sentence")
 
 
 _SECTIONS = {
@@ -367,6 +380,7 @@ TINY = Profile(
         speed_batch=4,
         speed_tokens=4,
         max_empty_share=0.5,  # random-weight models: the share the tests have always used
+        max_degenerate_share=1.0,  # random-weight models: their text is noise (test_gates tests the rule)
         baseline_gate="report_only",  # random-weight models: student vs baseline is noise (test_gates tests the rules)
     ),
 )
@@ -376,7 +390,7 @@ DEMO = Profile(
     threads=2,
     data=DataConfig(
         max_section_tokens=384,
-        max_prompt_tokens=96,
+        max_prompt_tokens=384,  # whole sections (README 'Why each setting')
         max_summary_tokens=40,
         max_train=64,  # the `make demo` budget (README 'Why each setting')
     ),

@@ -29,6 +29,43 @@ CHAT_TEMPLATE = (
 END_OF_TURN = "<end_of_turn>"
 
 
+def clean_section(text: str) -> str:
+    """The section text the model sees: markup rendered to its visible text (`core.markup.clean_text`:
+    comments, link targets, images and shortcodes go, definition lists flatten, code stays marked).
+    The one cleaner of training, logit capture, evaluation, `summarize` and `serve`."""
+    from summ_assets.core.markup import clean_text
+
+    return clean_text(text)[0]
+
+
+# U+2060 WORD JOINER after the opening character: the string reads the same, the tokenizer no longer
+# matches it as a control token
+_JOINER = "\u2060"
+
+
+def neutralise_special_tokens(text: str, tokenizer: Any) -> str:
+    """Document text that spells a special token (``<end_of_turn>``, ``<bos>``, ...) is tokenized as
+    text, never as the control token."""
+    for tok in _special_strings(tokenizer):
+        if tok in text:
+            text = text.replace(tok, tok[0] + _JOINER + tok[1:])
+    return text
+
+
+def _special_strings(tokenizer: Any) -> list[str]:
+    key = id(tokenizer)
+    if key not in _SPECIAL_CACHE:
+        found = set(getattr(tokenizer, "all_special_tokens", []) or [])
+        for added in getattr(tokenizer, "added_tokens_decoder", {}).values():
+            found.add(str(getattr(added, "content", added)))
+        # longest first: '<start_of_turn>' before a shorter token that is its prefix
+        _SPECIAL_CACHE[key] = sorted((t for t in found if len(t) > 1), key=len, reverse=True)
+    return _SPECIAL_CACHE[key]
+
+
+_SPECIAL_CACHE: dict[int, list[str]] = {}
+
+
 def truncate_section(text: str, tokenizer: Any, max_tokens: int) -> str:
     """Cut `text` to at most `max_tokens` tokens of `tokenizer` (at a token boundary)."""
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -37,13 +74,26 @@ def truncate_section(text: str, tokenizer: Any, max_tokens: int) -> str:
     return tokenizer.decode(ids[:max_tokens], skip_special_tokens=True)
 
 
-def user_message(section_text: str, heading_path: str = "") -> dict[str, str]:
-    body = section_text.strip()
-    return {"role": "user", "content": f"{INSTRUCTION}{body}"}
+def prompt_section(section_text: str, tokenizer: Any, max_tokens: int) -> tuple[str, bool]:
+    """(the section as it goes into the prompt, whether the token budget cut it): cleaned, special
+    tokens neutralised, then cut to `max_tokens` only if it is longer."""
+    body = neutralise_special_tokens(clean_section(section_text), tokenizer)
+    cut = truncate_section(body, tokenizer, max_tokens)
+    return cut, cut != body
+
+
+def user_message(section_text: str) -> dict[str, str]:
+    return {"role": "user", "content": f"{INSTRUCTION}{section_text.strip()}"}
 
 
 def prompt_messages(section_text: str, tokenizer: Any, max_tokens: int) -> list[dict[str, str]]:
-    return [user_message(truncate_section(section_text, tokenizer, max_tokens))]
+    return [user_message(prompt_section(section_text, tokenizer, max_tokens)[0])]
+
+
+def truncated_share(texts: list[str], tokenizer: Any, max_tokens: int) -> dict[str, float]:
+    """How many of `texts` the prompt budget cuts: {"truncated", "total", "share"}."""
+    cut = sum(prompt_section(t, tokenizer, max_tokens)[1] for t in texts)
+    return {"truncated": cut, "total": len(texts), "share": cut / len(texts) if texts else 0.0}
 
 
 def completion_messages(summary: str) -> list[dict[str, str]]:
@@ -69,13 +119,19 @@ def encode_example(tokenizer: Any, section_text: str, summary: str, max_tokens: 
     sees when it generates: teacher forcing, logit capture and KD positions line up by construction.
     """
     prompt_ids = encode_prompt(tokenizer, section_text, max_tokens)
-    completion = tokenizer(summary.strip() + END_OF_TURN, add_special_tokens=False)["input_ids"]
+    summary = neutralise_special_tokens(summary.strip(), tokenizer)
+    completion = tokenizer(summary + END_OF_TURN, add_special_tokens=False)["input_ids"]
     return prompt_ids + list(completion), len(prompt_ids)
 
 
 def prompt_version() -> str:
-    """What the prompt builder is, for cache keys: bump the tag when `truncate_section` /
-    `user_message` change behaviour; the instruction and the template are hashed in."""
+    """What the prompt builder is, for every downstream cache key (examples, logit cache, training,
+    generations): this module's and the cleaner's source are hashed in, so any change to the template,
+    the instruction, the cleaner or the neutralising re-runs what it must."""
     import hashlib
+    import inspect
 
-    return "prompt-v1+" + hashlib.sha256((INSTRUCTION + CHAT_TEMPLATE).encode()).hexdigest()[:8]
+    from summ_assets.core import markup
+
+    src = inspect.getsource(markup) + inspect.getsource(inspect.getmodule(prompt_version))
+    return "prompt-v2+" + hashlib.sha256(src.encode()).hexdigest()[:8]

@@ -14,11 +14,72 @@ from summ_assets.core import stats as S
 log = logging.getLogger(__name__)
 
 
-def read_generations(path: str | Path) -> dict[tuple[str, str], str]:
-    """{(set, section_id): prediction} from a generations asset's Parquet file."""
+def read_generations(path: str | Path, column: str = "prediction") -> dict[tuple[str, str], str]:
+    """{(set, section_id): prediction} from a generations asset's Parquet file (`column` "raw": the
+    decoded generation before the one-sentence cut)."""
     import pyarrow.parquet as pq
 
-    return {(r["set"], r["section_id"]): r["prediction"] for r in pq.read_table(path).to_pylist()}
+    return {(r["set"], r["section_id"]): r[column] for r in pq.read_table(path).to_pylist()}
+
+
+def degeneration_table(
+    raw: dict[str, dict[tuple[str, str], str]],
+    final: dict[str, dict[tuple[str, str], str]],
+    sets: dict[str, list[dict[str, Any]]],
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """{set: {model: {"raw": shares, "final": shares}}} (`core.degeneration.shares`) for every model
+    with generations."""
+    from summ_assets.core.degeneration import shares
+
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for s, rows in sets.items():
+        if not rows:
+            continue
+        out[s] = {}
+        for m in final:
+            keys = [(s, r["section_id"]) for r in rows]
+            out[s][m] = {
+                "raw": shares([raw[m].get(k, "") for k in keys]),
+                "final": shares([final[m].get(k, "") for k in keys]),
+            }
+    return out
+
+
+def _degeneration_md(report: dict[str, Any]) -> list[str]:
+    from summ_assets.core.degeneration import FLAGS
+
+    table = report.get("degeneration") or {}
+    if not table:
+        return []
+    lines = [
+        "## Degeneration (share of non-empty outputs)",
+        "",
+        "`raw` = the decoded generation (repetition control on, before the one-line, one-sentence cut); "
+        "`final` = the summary the pipeline returns. Checks: a digit run of 8+, a 3-gram of words "
+        "repeated 3+ times, a phrase repeated back to back, leaked markup (`{{`, `<!--`, `](`), a line "
+        "break, more than one sentence.",
+        "",
+        "| set | model | output | degenerate | " + " | ".join(FLAGS) + " |",
+        "|---" * (len(FLAGS) + 4) + "|",
+    ]
+    for s, by_model in table.items():
+        for m, both in by_model.items():
+            for kind in ("raw", "final"):
+                sh = both[kind]
+                lines.append(
+                    f"| {s} | {m} | {kind} | {sh['degenerate']:.0%} | "
+                    + " | ".join(f"{sh[f]:.0%}" for f in FLAGS)
+                    + " |"
+                )
+    cut = report.get("prompts_cut") or {}
+    if cut:
+        lines += [
+            "",
+            "Prompts cut by the token budget (`data.max_prompt_tokens`, after cleaning): "
+            + ", ".join(f"{s} {c['truncated']}/{c['total']}" for s, c in cut.items())
+            + ".",
+        ]
+    return [*lines, ""]
 
 
 def _mean(values: list[float]) -> float:
@@ -247,6 +308,7 @@ def markdown(report: dict[str, Any], charts_md: str = "") -> str:
             elif g:
                 lines += ["", f"Gap closed: not reported ({g['not_reported']})."]
         lines.append("")
+    lines += _degeneration_md(report)
     lines += ["## Speed and size (forced-length decoding, so stopping early does not count)", ""]
     lines += ["| model | parameters | decode tok/s | batch x tokens |", "|---|---|---|---|"]
     for model, inf in report["models"].items():

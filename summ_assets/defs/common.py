@@ -39,12 +39,18 @@ def progress_logger(context: dg.AssetExecutionContext, every: int = 1):  # noqa:
     return log
 
 
-def code_version(base: str, *sections: str) -> str:
+def code_version(base: str, *sections: str, prompt: bool = False) -> str:
     """`base` + a short hash of the profile sections (or dotted fields) the asset reads.
 
     A profile is configuration, invisible to Dagster; folding the relevant part into the code version
-    makes a changed setting (e.g. the LoRA rank) mark exactly the assets that read it as stale.
+    makes a changed setting (e.g. the LoRA rank) mark exactly the assets that read it as stale. With
+    `prompt`, the prompt builder's version (`core.prompts.prompt_version`: template, instruction,
+    cleaner) is folded in too, for every asset that builds prompts.
     """
+    if prompt:
+        from summ_assets.core.prompts import prompt_version
+
+        base = f"{base}+{prompt_version()}"
     if not sections:
         return base
     prof = asdict(profiles.get_profile())

@@ -31,7 +31,10 @@ GROUP = EVALUATION_GROUP
 _CORE = Path(__file__).resolve().parents[1] / "core"
 # the evaluation code's own version: any change to scoring, statistics or gates re-scores
 EVAL_CODE = hashlib.sha256(
-    b"".join((_CORE / f).read_bytes() for f in ("report.py", "metrics.py", "stats.py", "gates.py"))
+    b"".join(
+        (_CORE / f).read_bytes()
+        for f in ("report.py", "metrics.py", "stats.py", "gates.py", "degeneration.py")
+    )
 ).hexdigest()[:10]
 GENERATIONS = ("teacher", "student", "baseline", "student_base")
 
@@ -214,6 +217,10 @@ def evaluation_report(
                 [preds["student"].get(("val", r["section_id"]), "") for r in sets["val"]], ev.max_empty_share
             ),
             G.sanity_gate(M.sanity_problems(sanity), sanity),
+            G.degeneration_gate(
+                [p for r in sets["val"] if (p := preds["student"].get(("val", r["section_id"]), "")).strip()],
+                ev.max_degenerate_share,
+            ),
         ]
         scored["tables"].get("val", {}).pop("promoted", None)
         per_claims = [x for x in per if x["model"] != "promoted"]
@@ -235,6 +242,12 @@ def evaluation_report(
                 for m, g in gens.items()
             },
             "tables": tables,
+            "degeneration": R.degeneration_table(
+                {m: R.read_generations(g["path"], "raw") for m, g in gens.items()},
+                {m: preds[m] for m in gens},
+                sets,
+            ),
+            "prompts_cut": (gens.get("student") or {}).get("prompts_cut") or {},
             "comparisons": R.comparisons(per_claims, profile),
             "ranking": _ranking(tables),
             "bertscore": {
@@ -353,6 +366,12 @@ student_not_worse_than_promoted = _gate_check(
     "Blocking gate on val: never regress. The new student vs the promoted one on the same val examples, "
     "non-inferiority with margin eval.regress_margin; 'not comparable' when the promoted model trained on "
     "a section now in val.",
+)
+student_not_degenerate = _gate_check(
+    "student_not_degenerate",
+    "student_not_degenerate",
+    "Blocking gate: at most eval.max_degenerate_share of the student's non-empty final val summaries are "
+    "degenerate (digit runs, repeated 3-grams, phrase loops, leaked markup, line breaks, several sentences).",
 )
 student_outputs_not_empty = _gate_check(
     "student_outputs_not_empty",

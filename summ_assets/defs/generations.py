@@ -44,7 +44,7 @@ def _generations_asset(name: str) -> dg.AssetsDefinition:
         name=f"{name}_generations",
         group_name=EVALUATION_GROUP,
         pool=GPU_POOL,
-        code_version=code_version(GENERATION_CODE, "eval", "data.max_prompt_tokens"),
+        code_version=code_version(GENERATION_CODE, "eval", "data.max_prompt_tokens", prompt=True),
         kinds={"pytorch", "parquet"},
         ins={"model": dg.AssetIn(source)},
         description=f"Greedy summaries by {DESCRIPTIONS[name]} of val (all) and the test sets (the profile's "
@@ -92,6 +92,7 @@ def _generations_asset(name: str) -> dg.AssetsDefinition:
                 "parameters": got["model"]["parameters"],
                 "bytes": got["model"]["bytes"],
                 "speed": got["model"]["speed"],
+                "prompts_cut": got["model"].get("prompts_cut", {}),
                 "store": got["store"],
             },
             data_version=dg.DataVersion(version),
@@ -104,10 +105,27 @@ def _generations_asset(name: str) -> dg.AssetsDefinition:
                 **{f"n_{s}": n for s, n in counts.items()},
                 "forced_decode_tokens_per_s": float(got["model"]["speed"]["tokens_per_s"]),
                 "parameters": int(got["model"]["parameters"]),
+                **_degeneration_metadata(got["rows"]),
+                **{
+                    f"prompts_cut/{s}": float(c["share"])
+                    for s, c in got["model"].get("prompts_cut", {}).items()
+                },
             },
         )
 
     return _asset
+
+
+def _degeneration_metadata(rows: list[dict]) -> dict[str, float]:
+    """``degenerate/<set>/raw`` and ``degenerate/<set>/final``: shares of degenerate outputs."""
+    from summ_assets.core.degeneration import shares
+
+    out: dict[str, float] = {}
+    for s in sorted({r["set"] for r in rows}):
+        these = [r for r in rows if r["set"] == s]
+        out[f"degenerate/{s}/raw"] = float(shares([r["raw"] for r in these])["degenerate"])
+        out[f"degenerate/{s}/final"] = float(shares([r["prediction"] for r in these])["degenerate"])
+    return out
 
 
 teacher_generations = _generations_asset("teacher")

@@ -21,7 +21,13 @@ from summ_assets.stages.seqkd import PSEUDO_CODE, check_pseudo_folder, pseudo_ro
     group_name=TEACHER_GROUP,
     pool=GPU_POOL,
     code_version=code_version(
-        PSEUDO_CODE, "student.seqkd_max_examples", "student.temperature", "cache", "data", "eval.batch_size"
+        PSEUDO_CODE,
+        "student.seqkd_max_examples",
+        "student.temperature",
+        "cache",
+        "data",
+        "eval.batch_size",
+        prompt=True,
     ),
     kinds={"pytorch", "parquet"},
     description="Sequence-level KD data: the teacher's greedy summaries of the unlabelled sections, with "

@@ -151,7 +151,7 @@ def _train(
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version=code_version("student-model-v4", "student", "data"),
+    code_version=code_version("student-model-v4", "student", "data", prompt=True),
     kinds={"pytorch", "huggingface"},
     description="The student distilled from data + cached teacher logits (alpha*T^2*KL + (1-alpha)*CE), "
     "plus the teacher's summaries of unlabelled sections (sequence-level KD).",
@@ -181,7 +181,7 @@ def student_model(
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version=code_version("student-baseline-v4", "student", "data"),
+    code_version=code_version("student-baseline-v4", "student", "data", prompt=True),
     kinds={"pytorch", "huggingface"},
     description="The same student, data, steps and learning rate, CE only: what distillation must beat.",
 )

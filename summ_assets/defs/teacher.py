@@ -23,7 +23,7 @@ GROUP = TEACHER_GROUP
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version=code_version(TEACHER_ADAPTER_CODE, "teacher", "data", "device", "dtype"),
+    code_version=code_version(TEACHER_ADAPTER_CODE, "teacher", "data", "device", "dtype", prompt=True),
     kinds={"pytorch", "huggingface"},
     description="LoRA teacher (peft + trl SFTTrainer, loss on summary tokens); adapter + merged model.",
 )
@@ -52,7 +52,7 @@ def teacher_adapter(
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version=code_version(TEACHER_LOGITS_CODE, "cache", "data", "student.temperature"),
+    code_version=code_version(TEACHER_LOGITS_CODE, "cache", "data", "student.temperature", prompt=True),
     kinds={"pytorch", "parquet"},
     description="Sparse teacher log-probs (top-k + tail, or sampled) for every training example, in "
     "Parquet; incremental: only examples with new content keys are scored.",

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from summ_assets.core.chunking import Section, TokenCounter, split_markdown
-from summ_assets.core.generation import summarize_texts
+from summ_assets.core.generation import decoding_options, summarize_texts
 from summ_assets.core.profiles import Profile, get_profile
 from summ_assets.serving.batcher import BatcherClosed, MicroBatcher
 from summ_assets.serving.loader import ServingError, load_model
@@ -148,6 +148,7 @@ class Summarizer:
                 max_new_tokens=self.max_new_tokens,
                 batch_size=len(texts),
                 do_sample=self.do_sample,
+                **decoding_options(self.profile.eval),
             )
             self.stats["batches"] += 1
             self.stats["sections"] += len(texts)

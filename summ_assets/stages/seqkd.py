@@ -11,7 +11,7 @@ from typing import Any
 from summ_assets.core import logits_cache as lc
 from summ_assets.core.dataset import SplitRow, read_split
 from summ_assets.core.examples import build_examples
-from summ_assets.core.generation import summarize_texts
+from summ_assets.core.generation import decoding_options, summarize_texts
 from summ_assets.core.integrity import ArtifactError, check_json, check_parquet_files, rebuild_hint, within
 from summ_assets.core.kd import attach_teacher
 from summ_assets.core.lm import set_threads
@@ -83,6 +83,7 @@ def summarize_and_score(
         max_new_tokens=dp.max_summary_tokens,
         batch_size=profile.eval.batch_size,
         progress=progress,
+        **decoding_options(profile.eval),
     )
     t1 = time.time()
     source = f"teacher:{teacher_adapter['version']}"

@@ -41,6 +41,7 @@ from summ_assets.core.lora import train_lora_teacher
 from summ_assets.core.modelcard import write_model_card
 from summ_assets.core.models import base_version, load_causal_lm, resolve_device, tokenizer_fingerprint
 from summ_assets.core.profiles import Profile
+from summ_assets.core.prompts import prompt_version
 from summ_assets.core.records import BaseModelRef, TeacherAdapterRef
 from summ_assets.core.report import curve_md
 from summ_assets.stages.base import (
@@ -104,6 +105,7 @@ def teacher_adapter_stage(
             "cfg": asdict(profile.teacher),
             "d": asdict(profile.data),
             "code": TEACHER_ADAPTER_CODE,
+            "prompt": prompt_version(),
         }
     )[:16]
     target = root / key

@@ -1,0 +1,59 @@
+"""The degeneration checks and the one-sentence cut, on crafted strings."""
+
+from __future__ import annotations
+
+import pytest
+
+from summ_assets.core.degeneration import final_summary, first_sentence_end, flags, is_degenerate, shares
+
+
+@pytest.mark.parametrize(
+    ("text", "flag"),
+    [
+        ("… 컴포넌트는 10000000000000000000000000000", "digit_run"),
+        ("0.000로 구성하며, 0.000로 구성하며, 0.000로 구성하며 끝", "phrase_loop"),
+        ("데이터를 저장 한다 그리고 데이터를 저장 한다 또 데이터를 저장 한다", "repeated_3gram"),
+        ('설정은 {{< tooltip text="요청 제한" >}} 으로 한다.', "markup"),
+        ("주석 <!-- 메모 --> 이 남았다.", "markup"),
+        ("링크는 [문서](https://x) 에 있다.", "markup"),
+        ("첫 줄의 요약 문장이다\n둘째 줄", "line_break"),
+        ("캐시는 응답 시간을 줄인다. 그러나 일관성 문제가 생긴다.", "multi_sentence"),
+    ],
+)
+def test_each_check_catches_its_case(text: str, flag: str) -> None:
+    got = flags(text)
+    assert got[flag], got
+    assert is_degenerate(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "캐시는 자주 읽는 데이터를 메모리에 두어 응답 시간을 줄인다.",
+        "버전 3.2.0은 2024-09-10에 출시되었고 예산 기능을 추가했다.",  # decimals and dates are no sentence ends
+        "1. 설치 단계는 패키지 설치와 설정 확인으로 이루어진다.",  # a list number is not a sentence
+        "The rollout went from 10% to 100% over three days, e.g. on iOS first.",
+        "전화번호 010-1234-5678 로 연락한다.",  # 4-digit groups: no run of 8
+    ],
+)
+def test_clean_one_sentence_summaries_pass(text: str) -> None:
+    assert not any(flags(text).values()), flags(text)
+
+
+def test_one_sentence_cut_and_single_line() -> None:
+    assert final_summary("첫 문장은 이것이다.\n두 번째 문장이다.") == "첫 문장은 이것이다."
+    assert final_summary("줄이\n나뉜 한 문장이다.") == "줄이 나뉜 한 문장이다."
+    assert final_summary("끝나지 않는 문장") == "끝나지 않는 문장"
+    assert (
+        final_summary("A. B. 그리고 긴 첫 문장이 여기서 끝난다. 다음.")
+        == "A. B. 그리고 긴 첫 문장이 여기서 끝난다."
+    )
+    assert final_summary("두 문장. 이다.", one_sentence=False) == "두 문장. 이다."
+    assert first_sentence_end("짧다.") is None  # under MIN_SENTENCE visible characters: not a sentence
+
+
+def test_shares_count_empty_apart() -> None:
+    sh = shares(["", "정상적인 요약 문장 하나이다.", "반복 반복 문구 반복 반복 문구 반복 반복 문구"])
+    assert sh["n"] == 3 and sh["empty"] == 1
+    assert sh["degenerate"] == 0.5 and sh["repeated_3gram"] == 0.5
+    assert shares([])["degenerate"] == 0.0
