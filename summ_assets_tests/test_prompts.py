@@ -49,3 +49,12 @@ def test_prompt_carries_the_cleaned_whole_section_and_counts_cuts() -> None:
 def test_prompt_version_names_the_cleaner() -> None:
     v = prompt_version()
     assert v.startswith("prompt-v2+") and len(v) == len("prompt-v2+") + 8
+
+
+def test_sft_completions_are_neutralised_too() -> None:
+    from summ_assets.core.lora import sft_rows
+
+    tok = tiny_tokenizer()
+    rows = sft_rows([{"text": "본문이다.", "summary": "<end_of_turn> 을 설명한다."}], tok, 100)
+    assert "<end_of_turn>" not in rows[0]["completion"][0]["content"]
+    assert rows[0]["completion"][0]["content"].replace("\u2060", "") == "<end_of_turn> 을 설명한다."

@@ -29,7 +29,7 @@ def sft_rows(rows: list[dict[str, Any]], tokenizer: Any, max_prompt_tokens: int)
     return [
         {
             "prompt": prompt_messages(r["text"], tokenizer, max_prompt_tokens),
-            "completion": completion_messages(r["summary"]),
+            "completion": completion_messages(r["summary"], tokenizer),
         }
         for r in rows
     ]

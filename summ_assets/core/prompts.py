@@ -96,8 +96,8 @@ def truncated_share(texts: list[str], tokenizer: Any, max_tokens: int) -> dict[s
     return {"truncated": cut, "total": len(texts), "share": cut / len(texts) if texts else 0.0}
 
 
-def completion_messages(summary: str) -> list[dict[str, str]]:
-    return [{"role": "assistant", "content": summary.strip()}]
+def completion_messages(summary: str, tokenizer: Any) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": neutralise_special_tokens(summary.strip(), tokenizer)}]
 
 
 def encode_prompt(tokenizer: Any, section_text: str, max_tokens: int) -> list[int]:
