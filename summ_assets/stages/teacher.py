@@ -41,7 +41,7 @@ from summ_assets.core.lora import train_lora_teacher
 from summ_assets.core.modelcard import write_model_card
 from summ_assets.core.models import base_version, load_causal_lm, resolve_device, tokenizer_fingerprint
 from summ_assets.core.profiles import Profile
-from summ_assets.core.prompts import prompt_version
+from summ_assets.core.prompts import prompt_version, truncated_share
 from summ_assets.core.records import BaseModelRef, TeacherAdapterRef
 from summ_assets.core.report import curve_md
 from summ_assets.stages.base import (
@@ -128,6 +128,10 @@ def teacher_adapter_stage(
             out_dir=tmp,
             progress=progress,
         )
+        metrics["prompts_cut"] = {
+            s: truncated_share([r["text"] for r in rows], tok, profile.data.max_prompt_tokens)
+            for s, rows in (("train", train_rows), ("val", val_rows))
+        }
         write_json(tmp / "metrics.json", metrics)
         lineage = {
             "teacher_base": teacher_base["path"],
@@ -159,6 +163,10 @@ def teacher_adapter_stage(
             "trainable_parameters": meta(int(metrics["trainable_parameters"]), "int"),
             "train_loss_curve": meta(curve_md(metrics["train_loss_curve"], "train loss"), "md"),
             "eval_loss_curve": meta(curve_md(metrics["eval_loss_curve"], "eval loss"), "md"),
+            **{
+                f"prompts_cut/{s}": meta(float(c["share"]), "float")
+                for s, c in metrics.get("prompts_cut", {}).items()
+            },
         },
         data_version=version,
     )
