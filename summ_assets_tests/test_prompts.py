@@ -58,3 +58,27 @@ def test_sft_completions_are_neutralised_too() -> None:
     rows = sft_rows([{"text": "본문이다.", "summary": "<end_of_turn> 을 설명한다."}], tok, 100)
     assert "<end_of_turn>" not in rows[0]["completion"][0]["content"]
     assert rows[0]["completion"][0]["content"].replace("\u2060", "") == "<end_of_turn> 을 설명한다."
+
+
+def test_every_prompt_building_asset_carries_the_prompt_version() -> None:
+    """A cleaner or template change makes exactly the assets that build prompts stale."""
+    from summ_assets.definitions import defs
+
+    v = prompt_version()
+    versions = {
+        k.to_user_string(): spec.code_version
+        for a in defs.assets
+        for k, spec in getattr(a, "specs_by_key", {}).items()
+    }
+    carrying = {name for name, cv in versions.items() if cv and v in cv}
+    assert carrying == {
+        "teacher_adapter",
+        "teacher_logits",
+        "teacher_pseudo_summaries",
+        "student_model",
+        "student_baseline",
+        "teacher_generations",
+        "student_generations",
+        "baseline_generations",
+        "student_base_generations",
+    }
