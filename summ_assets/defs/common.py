@@ -39,6 +39,10 @@ def progress_logger(context: dg.AssetExecutionContext, every: int = 1):  # noqa:
     return log
 
 
+# what a saved model's generation_config.json holds (and early stopping decodes with): the models carry it
+DECODING_FIELDS = ("eval.max_new_tokens", "eval.no_repeat_ngram_size", "eval.repetition_penalty")
+
+
 def code_version(base: str, *sections: str, prompt: bool = False) -> str:
     """`base` + a short hash of the profile sections (or dotted fields) the asset reads.
 

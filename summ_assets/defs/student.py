@@ -16,7 +16,7 @@ from summ_assets.core.kd import attach_teacher, train_student
 from summ_assets.core.modelcard import write_model_card
 from summ_assets.core.models import base_version, tokenizer_fingerprint
 from summ_assets.core.report import curve_md
-from summ_assets.defs.common import GPU_POOL, STUDENT_GROUP, code_version, progress_logger
+from summ_assets.defs.common import DECODING_FIELDS, GPU_POOL, STUDENT_GROUP, code_version, progress_logger
 from summ_assets.defs.resources import ComputeResource, SummSettings
 from summ_assets.stages.seqkd import pseudo_examples, pseudo_rows_for
 
@@ -151,7 +151,7 @@ def _train(
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version=code_version("student-model-v4", "student", "data", prompt=True),
+    code_version=code_version("student-model-v4", "student", "data", *DECODING_FIELDS, prompt=True),
     kinds={"pytorch", "huggingface"},
     description="The student distilled from data + cached teacher logits (alpha*T^2*KL + (1-alpha)*CE), "
     "plus the teacher's summaries of unlabelled sections (sequence-level KD).",
@@ -181,7 +181,7 @@ def student_model(
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version=code_version("student-baseline-v4", "student", "data", prompt=True),
+    code_version=code_version("student-baseline-v4", "student", "data", *DECODING_FIELDS, prompt=True),
     kinds={"pytorch", "huggingface"},
     description="The same student, data, steps and learning rate, CE only: what distillation must beat.",
 )

@@ -6,7 +6,7 @@ machine through Dagster Pipes (`summ_assets.defs.pipes`, switch ``SUMM_LAUNCHER`
 
 import dagster as dg
 
-from summ_assets.defs.common import GPU_POOL, TEACHER_GROUP, code_version, progress_logger
+from summ_assets.defs.common import DECODING_FIELDS, GPU_POOL, TEACHER_GROUP, code_version, progress_logger
 from summ_assets.defs.resources import ComputeResource, SummSettings
 from summ_assets.defs.stage_io import previous_artifact, to_output
 from summ_assets.stages.base import StageError, shards_from_env
@@ -23,7 +23,9 @@ GROUP = TEACHER_GROUP
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version=code_version(TEACHER_ADAPTER_CODE, "teacher", "data", "device", "dtype", prompt=True),
+    code_version=code_version(
+        TEACHER_ADAPTER_CODE, "teacher", "data", "device", "dtype", *DECODING_FIELDS, prompt=True
+    ),
     kinds={"pytorch", "huggingface"},
     description="LoRA teacher (peft + trl SFTTrainer, loss on summary tokens); adapter + merged model.",
 )

@@ -106,6 +106,12 @@ def teacher_adapter_stage(
             "d": asdict(profile.data),
             "code": TEACHER_ADAPTER_CODE,
             "prompt": prompt_version(),
+            # saved in the merged folder's generation_config.json
+            "decoding": [
+                profile.eval.max_new_tokens,
+                profile.eval.no_repeat_ngram_size,
+                profile.eval.repetition_penalty,
+            ],
         }
     )[:16]
     target = root / key
