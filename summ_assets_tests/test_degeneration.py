@@ -57,3 +57,9 @@ def test_shares_count_empty_apart() -> None:
     assert sh["n"] == 3 and sh["empty"] == 1
     assert sh["degenerate"] == 0.5 and sh["repeated_3gram"] == 0.5
     assert shares([])["degenerate"] == 0.0
+
+
+def test_a_period_glued_to_hangul_ends_a_sentence() -> None:
+    assert flags("설정은 헬름 값 파일로 조정한다.러는 720h로 갱신을 시작한다.")["multi_sentence"]
+    assert final_summary("설정은 헬름 값 파일로 조정한다.러는 720h로") == "설정은 헬름 값 파일로 조정한다."
+    assert not flags("버전 2.8.0은 인물 보정 도구를 추가했다.")["multi_sentence"]

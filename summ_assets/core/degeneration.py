@@ -17,9 +17,10 @@ from typing import Any
 FLAGS = ("digit_run", "repeated_3gram", "phrase_loop", "markup", "line_break", "multi_sentence")
 MARKUP = ("{{", "<!--", "](")
 # a sentence ends at . ? ! 。 … (closing quotes/brackets allowed) before whitespace that is not followed
-# by a lower-case Latin letter ("e.g. on") or at the end, once it holds at least MIN_SENTENCE visible
+# by a lower-case Latin letter ("e.g. on"), before a Hangul syllable (Korean never glues one to a
+# period: "했다.러는" is two sentences) or at the end, once it holds at least MIN_SENTENCE visible
 # characters ("1. " of a list stays inside the sentence)
-_END = re.compile(r"[.?!。…][\"'”’)\]]*(?=\s+(?![a-z])|\s*$)")
+_END = re.compile(r"[.?!。…][\"'”’)\]]*(?=\s+(?![a-z])|\s*$|[가-힣])")
 MIN_SENTENCE = 6
 _DIGITS = re.compile(r"\d{8,}")
 

@@ -2,7 +2,7 @@
 
 A store folder holds everything one (model version, decoding settings, prompt version) has generated:
 Parquet shards of ``{row_key, section_id, prediction, raw, new_tokens}`` (``raw`` = the decoded
-generation, ``prediction`` = its one-line, one-sentence `final_summary`) plus ``model.json``
+generation; the rows returned carry its `final_summary`, computed on read) plus ``model.json``
 (parameters and forced-length decode speed). A row is keyed by its section id and a hash of its text,
 so an edited section is generated again and nothing else is. Each call generates only the rows the
 store lacks and writes them as one new shard, atomically; so retraining a student never regenerates
@@ -25,6 +25,7 @@ from typing import Any
 
 from summ_assets.core.artifacts import atomic_write_bytes, stable_json_hash, write_json
 from summ_assets.core.dataset import SplitRow, read_split
+from summ_assets.core.degeneration import final_summary
 from summ_assets.core.generation import decoding_options
 from summ_assets.core.prompts import prompt_messages, prompt_version, truncated_share
 from summ_assets.core.splits import EVAL_SETS, TEST_SETS
@@ -192,7 +193,8 @@ def generate_cached(
             "set": s,
             "section_id": r["section_id"],
             "doc_id": r["doc_id"],
-            "prediction": stored[row_key(r)]["prediction"],
+            # the cut is applied on read: a change of it re-scores without generating
+            "prediction": final_summary(stored[row_key(r)]["raw"], profile.eval.one_sentence),
             "raw": stored[row_key(r)]["raw"],
             "new_tokens": int(stored[row_key(r)]["new_tokens"]),
         }

@@ -126,12 +126,14 @@ def encode_example(tokenizer: Any, section_text: str, summary: str, max_tokens: 
 
 def prompt_version() -> str:
     """What the prompt builder is, for every downstream cache key (examples, logit cache, training,
-    generations): this module's and the cleaner's source are hashed in, so any change to the template,
-    the instruction, the cleaner or the neutralising re-runs what it must."""
+    generations): this module's, the cleaner's and the answer post-processing's (`core.degeneration`:
+    the one-sentence cut, which seq-KD targets and val selection read) source are hashed in, so any
+    change to the template, the instruction, the cleaner, the neutralising or the cut re-runs what it
+    must."""
     import hashlib
     import inspect
 
-    from summ_assets.core import markup
+    from summ_assets.core import degeneration, markup
 
-    src = inspect.getsource(markup) + inspect.getsource(inspect.getmodule(prompt_version))
+    src = "".join(inspect.getsource(m) for m in (markup, degeneration, inspect.getmodule(prompt_version)))
     return "prompt-v2+" + hashlib.sha256(src.encode()).hexdigest()[:8]
