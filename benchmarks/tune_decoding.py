@@ -1,13 +1,13 @@
 """Choose the decoding settings (repetition control) on val only.
 
 Reuses what `make demo` left in artifacts/ (the distilled student and the dataset). Every setting is a
-pair ``no_repeat_ngram_size:repetition_penalty``; for each, the student summarizes the whole val split
+pair ``no_repeat_ngram_size:repetition_penalty`` (``:0`` appended: without the one-sentence cut); for each, the student summarizes the whole val split
 (whole held-out documents, the only set a choice may look at) and the script prints val ROUGE-Lsum
 (Kiwi), the degenerate share of the raw generations and of the final (one-line, one-sentence)
 summaries, and the mean new tokens. The chosen setting is the best val ROUGE-Lsum among those whose
 final degenerate share is within ``eval.max_degenerate_share``. No test set is read.
 
-    .venv/bin/python -m benchmarks.tune_decoding 0:1.0 3:1.0 4:1.0 0:1.1 4:1.1 3:1.2
+    .venv/bin/python -m benchmarks.tune_decoding 0:1.0:0 0:1.0 4:1.0 0:1.1 4:1.1 3:1.2
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from summ_assets.core.offline import use_offline_env
 
-DEFAULT = ("0:1.0", "3:1.0", "4:1.0", "0:1.1", "4:1.1", "3:1.2")
+DEFAULT = ("0:1.0:0", "0:1.0", "4:1.0", "0:1.1", "4:1.1", "3:1.2")
 
 
 def main(argv: list[str]) -> int:
@@ -51,8 +51,13 @@ def main(argv: list[str]) -> int:
     print(f"{'setting':>10} {'R-Lsum':>7} {'raw degen':>9} {'final degen':>11} {'tokens':>6} {'s':>5}")
     results = []
     for setting in argv or DEFAULT:
-        ngram, penalty = setting.split(":")
-        ev = replace(profile.eval, no_repeat_ngram_size=int(ngram), repetition_penalty=float(penalty))
+        ngram, penalty, *cut = setting.split(":")
+        ev = replace(
+            profile.eval,
+            no_repeat_ngram_size=int(ngram),
+            repetition_penalty=float(penalty),
+            one_sentence=(cut or ["1"])[0] not in ("0", "false"),
+        )
         t0 = time.time()
         outs, st = summarize_texts(
             model,

@@ -63,3 +63,18 @@ def test_a_period_glued_to_hangul_ends_a_sentence() -> None:
     assert flags("설정은 헬름 값 파일로 조정한다.러는 720h로 갱신을 시작한다.")["multi_sentence"]
     assert final_summary("설정은 헬름 값 파일로 조정한다.러는 720h로") == "설정은 헬름 값 파일로 조정한다."
     assert not flags("버전 2.8.0은 인물 보정 도구를 추가했다.")["multi_sentence"]
+
+
+def test_the_ngram_ban_covers_generated_tokens_only() -> None:
+    import torch
+    from transformers import NoRepeatNGramLogitsProcessor
+
+    from summ_assets.core.generation import generated_no_repeat
+
+    prompt, generated = [5, 6, 8, 9], [5, 6, 7, 1, 5, 6]
+    ids = torch.tensor([prompt + generated])
+    scores = torch.zeros(1, 12)
+    ours = generated_no_repeat(len(prompt), 3)(ids, scores.clone())
+    library = NoRepeatNGramLogitsProcessor(3)(ids, scores.clone())
+    assert torch.isinf(ours[0, 7]) and not torch.isinf(ours[0, 8])  # "5 6 7" repeats; quoting "5 6 8" may
+    assert torch.isinf(library[0, 8])  # the library's own ban would forbid quoting the prompt

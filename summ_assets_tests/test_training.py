@@ -142,10 +142,8 @@ def test_kd_student_needs_every_cache_row_and_learns(tmp_path: Path) -> None:
 
     gen = GenerationConfig.from_pretrained(tmp_path / "o")
     ev = profile.eval
-    assert (gen.no_repeat_ngram_size, gen.repetition_penalty) == (
-        ev.no_repeat_ngram_size,
-        ev.repetition_penalty,
-    )
+    assert gen.summ_generated_no_repeat_ngram_size == ev.no_repeat_ngram_size
+    assert gen.repetition_penalty == ev.repetition_penalty and not gen.no_repeat_ngram_size
     assert gen.max_new_tokens == ev.max_new_tokens and _eot(s_dir) in gen.eos_token_id
     # frozen embedding except the rows named in train_tokens (gradient mask, tied LM head included)
     assert changed_embedding_rows(s_dir, tmp_path / "o") == [_eot(s_dir)]

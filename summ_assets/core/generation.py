@@ -1,9 +1,11 @@
 """Batched greedy summarization with the shared prompt format and decoding settings.
 
-The decoding settings (`decoding_options`: repetition control from `transformers`, the one-sentence cut)
-come from the profile's `eval` section; `generation_config` writes them into every model folder the
-pipeline saves, so plain ``from_pretrained`` + ``generate`` users decode the same way (the one-sentence
-cut is post-processing: `core.degeneration.final_summary`).
+The decoding settings (`decoding_options`) come from the profile's `eval` section: an n-gram ban on the
+*generated* tokens (`GeneratedNoRepeatNGram`: transformers' own `NoRepeatNGramLogitsProcessor` applied
+after the prompt; the library's `no_repeat_ngram_size` also bans every n-gram of the prompt, which stops
+a summary from quoting its section: measured on val, README 'Why each setting'), transformers'
+`repetition_penalty`, and the one-sentence cut (post-processing: `core.degeneration.final_summary`).
+`generation_config` writes them into every model folder the pipeline saves.
 """
 
 from __future__ import annotations
@@ -25,17 +27,32 @@ def decoding_options(ev: Any) -> dict[str, Any]:
     }
 
 
+def generated_no_repeat(prompt_len: int, ngram_size: int) -> Any:
+    """transformers' `NoRepeatNGramLogitsProcessor` over the tokens generated after `prompt_len` only
+    (left-padded batches share one prompt length)."""
+    from transformers import NoRepeatNGramLogitsProcessor
+
+    class GeneratedNoRepeatNGram(NoRepeatNGramLogitsProcessor):
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            return super().__call__(input_ids[:, prompt_len:], scores)
+
+    return GeneratedNoRepeatNGram(ngram_size)
+
+
 def generation_config(tokenizer: Any, ev: Any | None = None) -> Any:
     """The `GenerationConfig` saved with a model: greedy, stops at ``<end_of_turn>``, and with `ev` the
-    profile's length limit and repetition control."""
+    profile's length limit and repetition penalty. The generated-only n-gram ban has no
+    `GenerationConfig` field (the library's `no_repeat_ngram_size` bans the prompt's n-grams too): it is
+    recorded as ``summ_generated_no_repeat_ngram_size`` for `summarize_texts` users."""
     from transformers import GenerationConfig
 
     extra: dict[str, Any] = {}
     if ev is not None:
         extra = {
             "max_new_tokens": ev.max_new_tokens,
-            "no_repeat_ngram_size": ev.no_repeat_ngram_size or None,
             "repetition_penalty": ev.repetition_penalty,
+            "summ_generated_no_repeat_ngram_size": ev.no_repeat_ngram_size,
+            "summ_one_sentence": ev.one_sentence,
         }
     return GenerationConfig(
         bos_token_id=tokenizer.bos_token_id,
@@ -86,12 +103,20 @@ def summarize_texts(
             enc = tokenizer.apply_chat_template(
                 convs, add_generation_prompt=True, return_tensors="pt", return_dict=True, padding=True
             ).to(device)
+            procs = None
+            if no_repeat_ngram_size:
+                from transformers import LogitsProcessorList
+
+                procs = LogitsProcessorList(
+                    [generated_no_repeat(enc["input_ids"].shape[1], no_repeat_ngram_size)]
+                )
             with torch.no_grad():
                 out = model.generate(
                     **enc,
                     max_new_tokens=max_new_tokens,
                     do_sample=do_sample,
-                    no_repeat_ngram_size=no_repeat_ngram_size or None,
+                    logits_processor=procs,
+                    no_repeat_ngram_size=0,  # never the library's prompt-inclusive ban (a folder may set it)
                     repetition_penalty=repetition_penalty,
                     pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=eos,

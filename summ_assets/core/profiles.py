@@ -258,11 +258,12 @@ class EvalConfig:
     max_empty_share: float = 0.2  # empty student outputs on val, at most
     speed_batch: int = 8  # forced-length decode speed: rows per batch ...
     speed_tokens: int = 16  # ... and tokens forced per row
-    # decoding (every stage that generates; saved in each model's generation_config.json): repetition
-    # control from transformers (0 / 1.0 = off) and the one-sentence cut; chosen on val
+    # decoding (every stage that generates; recorded in each model's generation_config.json): an n-gram
+    # ban on the generated tokens (0 = off; the prompt's n-grams stay allowed), transformers'
+    # repetition_penalty (1.0 = off) and the one-sentence cut; chosen on val
     # (benchmarks/tune_decoding.py, README 'Why each setting')
     no_repeat_ngram_size: int = 4
-    repetition_penalty: float = 1.1
+    repetition_penalty: float = 1.0
     one_sentence: bool = True
     max_degenerate_share: float = 0.1  # degenerate student outputs on val (final), at most
 
