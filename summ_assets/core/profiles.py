@@ -417,7 +417,7 @@ DEMO = Profile(
         alpha=0.5,  # swept; see README 'Why each setting'
         temperature=1.0,
         save_steps=12,
-        vocab_size=16384,  # the training text's merge closure padded by merge rank; README 'Why each setting'
+        # vocab_size stays None (the full vocabulary) until the small-student sweep picks a size on val
     ),
     # the `make demo` budget (README 'Why each setting'): batch 32, 8 examples per test set, the untuned
     # base only in `make eval-full` (which scores every model on every test example)
