@@ -14,13 +14,14 @@ from summ_assets.defs import (
     seqkd,
     student,
     teacher,
+    vocab,
 )
 from summ_assets.defs.common import OWNERS
 from summ_assets.defs.graph import model_half
 from summ_assets.defs.resources import default_resources
 
 _ASSETS = [
-    *dg.load_assets_from_modules([models, ingest, teacher, seqkd, student, generations, evaluation]),
+    *dg.load_assets_from_modules([models, ingest, teacher, seqkd, vocab, student, generations, evaluation]),
 ]
 
 # the unpartitioned model half, in topological order (the refresh CLI walks it in this order)

@@ -18,6 +18,7 @@ def test_definitions_load_and_validate() -> None:
     assert keys == {
         "teacher_base",
         "student_base",
+        "student_trimmed_base",
         "raw_documents",
         "document_sections",
         "corpus_manifest",

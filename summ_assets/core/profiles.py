@@ -222,6 +222,9 @@ class StudentConfig:
     early_stopping_patience: int = 1  # epochs without improvement before stopping (0 = never)
     # seq-KD: teacher summaries of this many unlabelled sections (None = all, 0 = off); README 'Why each setting'
     seqkd_max_examples: int | None = 0
+    # vocabulary trimming (core/vocab.py): the student keeps this many token rows, the merge closure of
+    # its training text padded by merge rank (None = the full vocabulary); README 'Why each setting'
+    vocab_size: int | None = None
 
     def __post_init__(self) -> None:
         _training(self)
@@ -231,6 +234,7 @@ class StudentConfig:
         _number(self, "temperature", 0, lo_open=True)
         _number(self, "early_stopping_patience", 0, integer=True)
         _number(self, "seqkd_max_examples", 0, integer=True, none="all")
+        _number(self, "vocab_size", 260, integer=True, none="the full vocabulary")
         for name in ("freeze_embeddings", "gradient_checkpointing", "select_on_val_rouge"):
             _flag(self, name)
 
@@ -370,6 +374,7 @@ TINY = Profile(
         learning_rate=3e-3,
         temperature=1.0,
         seqkd_max_examples=None,  # tests exercise the seq-KD path
+        vocab_size=2000,  # tests exercise the trimmed path (the closure wins when larger)
         train_tokens=(),  # as for the teacher
     ),
     eval=EvalConfig(
@@ -413,6 +418,7 @@ DEMO = Profile(
         alpha=0.5,  # swept; see README 'Why each setting'
         temperature=1.0,
         save_steps=12,
+        # vocab_size stays None (the full vocabulary) until the small-student sweep picks a size on val
     ),
     # the `make demo` budget (README 'Why each setting'): batch 32, 8 examples per test set, the untuned
     # base only in `make eval-full` (which scores every model on every test example)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 MAP_FILE = "vocab_map.json"
+CHUNK_TOKENIZER = "chunk_tokenizer"  # the full tokenizer, beside a trimmed model
 ROLE_ATTRS = ("pad_token", "bos_token", "eos_token", "unk_token", "mask_token")
 ROLE_STRINGS = ("<start_of_turn>", "<end_of_turn>")
 
@@ -279,3 +280,64 @@ def map_teacher_row(row: dict[str, Any], old_to_new: dict[int, int]) -> dict[str
         lps.append(keep_lp)
     targets = [old_to_new[t] for t in row["target_ids"]]
     return {**row, "token_ids": ids, "logprobs": lps, "tail_logprob": tails, "target_ids": targets}
+
+
+def in_student_ids(examples: list[dict[str, Any]], kept: KeptVocab) -> tuple[list[dict[str, Any]], int]:
+    """Examples tokenized with the full tokenizer, in student ids (their `example_key`, over the full
+    ids, still finds the teacher's cache rows). An example using an id the student lacks is left out;
+    returns (examples, how many were left out). The training examples the kept set was built from
+    never are."""
+    remap = kept.old_to_new()
+    out = []
+    for e in examples:
+        if all(i in remap for i in e["input_ids"]):
+            out.append({**e, "input_ids": [remap[i] for i in e["input_ids"]]})
+    return out, len(examples) - len(out)
+
+
+def map_cache(cache: dict[str, dict[str, Any]], kept: KeptVocab) -> dict[str, dict[str, Any]]:
+    """`map_teacher_row` over a loaded cache {example_key: row}."""
+    remap = kept.old_to_new()
+    return {k: map_teacher_row(r, remap) for k, r in cache.items()}
+
+
+def trim_folder(base_dir: Path, kept: KeptVocab, out_dir: Path) -> dict[str, Any]:
+    """A trimmed copy of the `save_pretrained` folder `base_dir` in `out_dir`: model rows gathered,
+    tokenizer rebuilt, the id map (`MAP_FILE`) and the full tokenizer (``chunk_tokenizer/``: sections are
+    cut with the pipeline's token budget, never the trimmed tokenizer's) beside them. Returns sizes."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(base_dir)
+    if tokenizer_hash(tok) != kept.tokenizer_hash:
+        raise VocabError(
+            f"the kept set was cut from another tokenizer ({kept.tokenizer_hash}) than {base_dir}'s "
+            f"({tokenizer_hash(tok)}): recompute it (student.vocab_size)"
+        )
+    model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    before = sum(p.numel() for p in model.parameters())
+    trim_model(model, kept)
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir)
+    trim_tokenizer(tok, kept, out_dir)
+    tok.save_pretrained(out_dir / CHUNK_TOKENIZER)
+    kept.save(out_dir)
+    after = sum(p.numel() for p in model.parameters())
+    size = lambda d: sum(f.stat().st_size for f in Path(d).glob("*.safetensors"))  # noqa: E731
+    return {
+        "parameters_before": before,
+        "parameters": after,
+        "bytes_before": size(base_dir),
+        "bytes": size(out_dir),
+    }
+
+
+def coverage(kept: KeptVocab, id_lists: Iterable[Iterable[int]]) -> float:
+    """Share of the tokens of `id_lists` (full ids) whose id the student keeps."""
+    ids = set(kept.old_ids)
+    total = hit = 0
+    for seq in id_lists:
+        for i in seq:
+            total += 1
+            hit += i in ids
+    return hit / total if total else 1.0

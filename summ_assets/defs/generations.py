@@ -22,7 +22,7 @@ MODELS: dict[str, tuple[str, Callable[[dict], str], Callable[[dict], str]]] = {
     "teacher": ("teacher_adapter", lambda m: m["merged"], lambda m: m["version"]),
     "student": ("student_model", lambda m: m["path"], lambda m: m["version"]),
     "baseline": ("student_baseline", lambda m: m["path"], lambda m: m["version"]),
-    "student_base": ("student_base", lambda m: m["path"], base_version),
+    "student_base": ("student_trimmed_base", lambda m: m["path"], base_version),
 }
 DESCRIPTIONS = {
     "teacher": "the LoRA teacher (merged)",

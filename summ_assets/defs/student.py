@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -16,6 +17,14 @@ from summ_assets.core.kd import attach_teacher, train_student
 from summ_assets.core.modelcard import write_model_card
 from summ_assets.core.models import base_version, tokenizer_fingerprint
 from summ_assets.core.report import curve_md
+from summ_assets.core.vocab import (
+    CHUNK_TOKENIZER,
+    MAP_FILE,
+    KeptVocab,
+    in_student_ids,
+    map_cache,
+    tokenizer_hash,
+)
 from summ_assets.defs.common import DECODING_FIELDS, GPU_POOL, STUDENT_GROUP, code_version, progress_logger
 from summ_assets.defs.resources import ComputeResource, SummSettings
 from summ_assets.stages.seqkd import pseudo_examples, pseudo_rows_for
@@ -75,11 +84,27 @@ def _train(
     target = root / key
 
     def build(tmp: Path) -> None:
-        tok = AutoTokenizer.from_pretrained(student_base["path"])
+        base = Path(student_base["path"])
+        tok = AutoTokenizer.from_pretrained(base)
+        # a trimmed base: examples are tokenized with the full tokenizer (their keys find the teacher's
+        # cache rows) and carried into student ids; the merge closure makes that the trimmed tokenization
+        kept = KeptVocab.load(base) if (base / MAP_FILE).exists() else None
+        full_tok = AutoTokenizer.from_pretrained(base / CHUNK_TOKENIZER) if kept else tok
+        if kept and kept.tokenizer_hash != tokenizer_hash(full_tok):
+            raise dg.Failure(
+                f"{base}: its vocabulary map does not match its full tokenizer (student.vocab_size)"
+            )
         dp = profile.data
         train = build_examples(
-            read_split(summary_dataset, "train"), tok, dp.max_prompt_tokens, dp.max_summary_tokens
+            read_split(summary_dataset, "train"), full_tok, dp.max_prompt_tokens, dp.max_summary_tokens
         )
+        if kept:
+            train, left_out = in_student_ids(train, kept)
+            if left_out:
+                raise dg.Failure(
+                    f"{left_out} training examples use tokens {base} does not keep: the trimmed base is stale; "
+                    "re-materialize student_trimmed_base"
+                )
         val_rows = read_split(summary_dataset, "val")
         val = build_examples(val_rows, tok, dp.max_prompt_tokens, dp.max_summary_tokens)
         if not train:
@@ -87,8 +112,15 @@ def _train(
         spec = None
         if teacher_logits is not None:
             spec = lc.CacheSpec.from_metadata(teacher_logits["spec"])
-            if spec.tokenizer_hash != tokenizer_fingerprint(tok):
-                raise dg.Failure("teacher logit cache was made with another tokenizer than the student's")
+            if spec.tokenizer_hash != tokenizer_fingerprint(full_tok):
+                raise dg.Failure(
+                    "teacher logit cache was made with another tokenizer than the student's"
+                    + (
+                        " full tokenizer: the vocabulary map does not match the cache (student.vocab_size)"
+                        if kept
+                        else ""
+                    )
+                )
             if spec.capture_temperature != profile.student.temperature:
                 context.log.warning(
                     f"teacher logits were captured at T={spec.capture_temperature}, the student trains at "
@@ -96,9 +128,9 @@ def _train(
                     "approximate); re-materialize teacher_logits for exact targets"
                 )
             cache = lc.load(Path(teacher_logits["path"]), spec, {e["example_key"] for e in train})
-            train = attach_teacher(train, cache)
+            train = attach_teacher(train, map_cache(cache, kept) if kept else cache)
             if pseudo is not None:
-                extra = pseudo_examples(pseudo, tok, profile, spec)
+                extra = pseudo_examples(pseudo, full_tok, profile, spec, kept)
                 context.log.info(f"seq-KD: {len(extra)} teacher-summarized unlabelled sections join the data")
                 train = train + extra
         metrics = train_student(
@@ -114,6 +146,10 @@ def _train(
             teacher_spec=spec,
         )
         metrics["train_examples"] = len(train)
+        if kept:  # the id map and the full tokenizer travel with the model (serving cuts sections with it)
+            kept.save(tmp)
+            shutil.copytree(base / CHUNK_TOKENIZER, tmp / CHUNK_TOKENIZER)
+            metrics["vocab_size"] = kept.size
         write_json(tmp / "training_metrics.json", metrics)
         lineage = {
             "student_base": student_base["path"],
@@ -121,6 +157,7 @@ def _train(
             "teacher_logits": (teacher_logits or {}).get("path"),
             "teacher_pseudo_summaries": (pseudo or {}).get("path"),
             "train_examples": len(train),
+            "vocabulary": kept.summary() if kept else "full",
         }
         title = "summ-assets distilled student" if alpha > 0 else "summ-assets CE-only student baseline"
         write_model_card(tmp, title, lineage, {**asdict(profile.student), "alpha": alpha}, metrics)
@@ -160,7 +197,7 @@ def student_model(
     context: dg.AssetExecutionContext,
     settings: SummSettings,
     compute: ComputeResource,
-    student_base: dict,
+    student_trimmed_base: dict,
     summary_dataset: str,
     teacher_logits: dict,
     teacher_pseudo_summaries: dict,
@@ -171,7 +208,7 @@ def student_model(
         compute,
         "student_model",
         "student-model-v4",
-        student_base,
+        student_trimmed_base,
         summary_dataset,
         teacher_logits,
         teacher_pseudo_summaries,
@@ -189,7 +226,7 @@ def student_baseline(
     context: dg.AssetExecutionContext,
     settings: SummSettings,
     compute: ComputeResource,
-    student_base: dict,
+    student_trimmed_base: dict,
     summary_dataset: str,
 ) -> dg.Output:
     return _train(
@@ -198,7 +235,7 @@ def student_baseline(
         compute,
         "student_baseline",
         "student-baseline-v4",
-        student_base,
+        student_trimmed_base,
         summary_dataset,
         None,
     )

@@ -27,6 +27,7 @@ from summ_assets.core.lm import set_threads
 from summ_assets.core.modelcard import ModelCardError, read_model_card
 from summ_assets.core.models import count_parameters, load_causal_lm, resolve_device, torch_dtype
 from summ_assets.core.profiles import Profile
+from summ_assets.core.vocab import CHUNK_TOKENIZER
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,9 @@ def load_model(
         tokenizer = AutoTokenizer.from_pretrained(path)
         # a second instance for chunking: the generation tokenizer is switched to left padding and
         # padded batches while generating; the Rust tokenizer must not be shared across threads then
-        chunk_tokenizer = AutoTokenizer.from_pretrained(path)
+        # (a trimmed student carries the full tokenizer: sections are cut as the pipeline cut them)
+        full = Path(path) / CHUNK_TOKENIZER
+        chunk_tokenizer = AutoTokenizer.from_pretrained(full if full.is_dir() else path)
         # the pipeline's one loader: same dtype handling and Gemma attention as the evaluation that
         # promoted the model (device_map is explicit here: one GPU, or bitsandbytes' placement)
         model = load_causal_lm(path, dtype, device, device_map=kwargs.pop("device_map", None), **kwargs)

@@ -4,6 +4,7 @@ summaries; the student reads them back as extra training examples (no dagster im
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ from summ_assets.stages.base import Progress
 from summ_assets.stages.teacher import cache_spec
 
 PSEUDO_CODE = "teacher-pseudo-summaries-v1"
+
+
+log = logging.getLogger(__name__)
 
 
 def pseudo_rows_for(summary_dataset: str, cap: int | None) -> list[SplitRow]:
@@ -105,8 +109,12 @@ def summarize_and_score(
     return stats
 
 
-def pseudo_examples(pseudo: PseudoSummariesRef, tok: Any, profile: Profile, spec: lc.CacheSpec) -> list[dict]:
-    """The seq-KD examples of a `teacher_pseudo_summaries` output, joined with their cached teacher rows."""
+def pseudo_examples(
+    pseudo: PseudoSummariesRef, tok: Any, profile: Profile, spec: lc.CacheSpec, kept: Any = None
+) -> list[dict]:
+    """The seq-KD examples of a `teacher_pseudo_summaries` output, joined with their cached teacher rows.
+    With `kept` (a trimmed student's `core.vocab.KeptVocab`; `tok` is then the full tokenizer), they come
+    in student ids, leaving out the few teacher summaries that use a token the student does not keep."""
     if not pseudo.get("n"):
         return []
     import pyarrow.parquet as pq
@@ -121,4 +129,13 @@ def pseudo_examples(pseudo: PseudoSummariesRef, tok: Any, profile: Profile, spec
     rows = pq.read_table(rows_file).to_pylist()
     examples = build_examples(rows, tok, dp.max_prompt_tokens, dp.max_summary_tokens)
     cache = lc.load(Path(pseudo["path"]) / "cache", spec, {e["example_key"] for e in examples})
+    if kept is not None:
+        from summ_assets.core.vocab import in_student_ids, map_cache
+
+        examples, left_out = in_student_ids(examples, kept)
+        if left_out:
+            log.info("seq-KD: %d teacher summaries use tokens the trimmed student lacks: left out", left_out)
+        cache = map_cache(
+            {e["example_key"]: cache[e["example_key"]] for e in examples if e["example_key"] in cache}, kept
+        )
     return attach_teacher(examples, cache)
