@@ -95,7 +95,7 @@ def test_every_asset_has_owners_group_kinds_and_description() -> None:
     from summ_assets.defs.common import OWNERS
 
     nodes = list(defs.resolve_asset_graph().asset_nodes)
-    assert len(nodes) == 17
+    assert len(nodes) == 18
     for node in nodes:
         name = node.key.to_user_string()
         assert list(node.owners) == list(OWNERS), f"{name}: owners {node.owners}"
