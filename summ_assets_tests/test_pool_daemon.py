@@ -71,7 +71,7 @@ def _materialize_upstream(instance: dg.DagsterInstance, data: Path, art: Path) -
     instance.add_dynamic_partitions("documents", keys)
     for k in keys:
         ingest_partition(instance, resources, k)
-    upstream = [by_key["corpus_manifest"], by_key["summary_dataset"]]
+    upstream = [by_key["corpus_manifest"], by_key["summary_dataset"], by_key["student_trimmed_base"]]
     dg.materialize(ASSETS, selection=upstream, instance=instance, resources=resources)
 
 

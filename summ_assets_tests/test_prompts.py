@@ -72,6 +72,7 @@ def test_every_prompt_building_asset_carries_the_prompt_version() -> None:
     }
     carrying = {name for name, cv in versions.items() if cv and v in cv}
     assert carrying == {
+        "student_trimmed_base",
         "teacher_adapter",
         "teacher_logits",
         "teacher_pseudo_summaries",

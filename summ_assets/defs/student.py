@@ -110,6 +110,7 @@ def _train(
         if not train:
             raise dg.Failure("the train split is empty")
         spec = None
+        seqkd = {"joined": 0, "left_out": 0}
         if teacher_logits is not None:
             spec = lc.CacheSpec.from_metadata(teacher_logits["spec"])
             if spec.tokenizer_hash != tokenizer_fingerprint(full_tok):
@@ -131,7 +132,15 @@ def _train(
             train = attach_teacher(train, map_cache(cache, kept) if kept else cache)
             if pseudo is not None:
                 extra = pseudo_examples(pseudo, full_tok, profile, spec, kept)
-                context.log.info(f"seq-KD: {len(extra)} teacher-summarized unlabelled sections join the data")
+                seqkd = {"joined": len(extra), "left_out": int(pseudo.get("n") or 0) - len(extra)}
+                context.log.info(
+                    f"seq-KD: {len(extra)} teacher-summarized unlabelled sections join the data"
+                    + (
+                        f" ({seqkd['left_out']} use tokens the trimmed student lacks)"
+                        if seqkd["left_out"]
+                        else ""
+                    )
+                )
                 train = train + extra
         metrics = train_student(
             Path(student_base["path"]),
@@ -146,6 +155,7 @@ def _train(
             teacher_spec=spec,
         )
         metrics["train_examples"] = len(train)
+        metrics["seqkd_examples"], metrics["seqkd_left_out"] = seqkd["joined"], seqkd["left_out"]
         if kept:  # the id map and the full tokenizer travel with the model (serving cuts sections with it)
             kept.save(tmp)
             shutil.copytree(base / CHUNK_TOKENIZER, tmp / CHUNK_TOKENIZER)
@@ -178,6 +188,8 @@ def _train(
             "steps": int(metrics["steps"]),
             "planned_steps": int(metrics["planned_steps"]),
             "train_examples": int(metrics["train_examples"]),
+            "seqkd_examples": int(metrics.get("seqkd_examples", 0)),
+            "seqkd_left_out": int(metrics.get("seqkd_left_out", 0)),
             "parameters": int(metrics["parameters"]),
             "trainable_parameters": int(metrics["trainable_parameters"]),
             "train_loss_curve": dg.MetadataValue.md(curve_md(metrics["train_loss_curve"], "train loss")),
