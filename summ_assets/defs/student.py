@@ -61,9 +61,11 @@ def _train(
     alpha = profile.student.alpha if teacher_logits is not None else 0.0
     cfg = profile.student
     # seq-KD examples go to the distilled student only; the baseline trains for as many optimizer
-    # steps on its labelled data, so what separates the two is the teacher, not the step budget
+    # steps on its labelled data, so what separates the two is the teacher, not the step budget. Both
+    # plan from the nominal seq-KD row count (a trimmed student may leave a few rows out; it then
+    # makes the same number of steps over the rest)
     n_seqkd = len(pseudo_rows_for(summary_dataset, cfg.seqkd_max_examples))
-    if teacher_logits is None and n_seqkd and cfg.max_steps <= 0:
+    if n_seqkd and cfg.max_steps <= 0:
         n_train = len(read_split(summary_dataset, "train")) + n_seqkd
         per_epoch = math.ceil(n_train / (cfg.batch_size * cfg.grad_accum))
         profile = replace(profile, student=replace(cfg, max_steps=math.ceil(per_epoch * cfg.epochs)))
