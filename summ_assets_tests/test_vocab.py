@@ -19,6 +19,7 @@ from summ_assets.core.vocab import (
     VocabError,
     kept_vocab,
     map_teacher_row,
+    tokenizer_hash,
     trim_model,
     trim_tokenizer,
 )
@@ -199,3 +200,18 @@ def test_a_tokenizer_that_is_not_bpe_is_refused() -> None:
     )
     with pytest.raises(VocabError, match="not BPE"):
         kept_vocab(wp, [[1]], 10)
+
+
+def test_tokenizer_hash_ignores_padding_and_truncation_state() -> None:
+    """Regression: a tokenizer used with padding (a batched chat template) hashed differently from the
+    same tokenizer fresh from disk, so `trim_folder` refused a kept set it had cut itself."""
+    fresh, used = tiny_tokenizer(), tiny_tokenizer()
+    before = tokenizer_hash(used)
+    used.apply_chat_template(
+        [[{"role": "user", "content": "가"}], [{"role": "user", "content": "가나다라마바사"}]],
+        padding=True,
+        truncation=True,
+        max_length=8,
+    )
+    used.backend_tokenizer.enable_padding(pad_id=0)
+    assert tokenizer_hash(used) == before == tokenizer_hash(fresh)

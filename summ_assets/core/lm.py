@@ -82,10 +82,10 @@ def pad_batch(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
     return {"input_ids": ids, "labels": labels, "attention_mask": att}
 
 
-def mean_completion_loss(
+def completion_nats(
     model: Any, examples: list[dict[str, Any]], pad_id: int, batch_size: int = 8
-) -> float:
-    """Token-weighted mean CE on the summary tokens of `examples` (no grad)."""
+) -> tuple[float, int]:
+    """Summed CE (nats) on the summary tokens of `examples` and how many tokens it sums (no grad)."""
     import torch
     import torch.nn.functional as F
 
@@ -98,6 +98,14 @@ def mean_completion_loss(
             logits, targets, _ = completion_logits(model, b["input_ids"], b["attention_mask"], b["labels"])
             total += float(F.cross_entropy(logits, targets, reduction="sum"))
             count += int(targets.numel())
+    return total, count
+
+
+def mean_completion_loss(
+    model: Any, examples: list[dict[str, Any]], pad_id: int, batch_size: int = 8
+) -> float:
+    """Token-weighted mean CE on the summary tokens of `examples` (no grad)."""
+    total, count = completion_nats(model, examples, pad_id, batch_size)
     return total / max(count, 1)
 
 

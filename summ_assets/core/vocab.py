@@ -91,7 +91,12 @@ def _merge_pairs(merges: list[Any]) -> list[tuple[str, str]]:
 
 
 def tokenizer_hash(tokenizer: Any) -> str:
-    return hashlib.sha256(tokenizer.backend_tokenizer.to_str().encode()).hexdigest()[:16]
+    """Hash of the full tokenizer's definition. Padding and truncation are left out: they are runtime
+    state a call such as ``apply_chat_template(padding=True)`` leaves on the backend, not the vocabulary."""
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    spec.pop("padding", None)
+    spec.pop("truncation", None)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def role_ids(tokenizer: Any) -> set[int]:
