@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             train_ex, left_out = in_student_ids(train_full, kept)
             assert not left_out, "the closure keeps every training token"
             run_cache = map_cache(cache, kept)
+            name = f"{name}-{kept.version()[:8]}"  # a new kept-set rule trains anew
         alpha = prof.student.alpha
         examples = attach_teacher(train_ex, run_cache) if alpha > 0 else train_ex
         folder = out_root / name

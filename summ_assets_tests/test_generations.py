@@ -32,6 +32,10 @@ def test_the_store_generates_only_what_it_lacks(tmp_path: Path) -> None:
     first = GN.generate_cached(str(s_dir), "v1", {"val": val}, profile, store)
     assert (first["generated"], first["reused"]) == (4, 0)
     assert first["model"]["speed"]["tokens_per_s"] > 0 and first["model"]["parameters"] > 0
+    speed = first["model"]["speed"]
+    # decode-only (prefill apart) is faster than the whole call's rate, which includes the prefill
+    assert speed["prefill_seconds"] > 0 and speed["end_to_end_tokens_per_s"] > 0
+    assert (speed["batch"], speed["tokens"]) == (2, 2)
 
     tests = _rows(3, prefix="t")
     wider = GN.generate_cached(str(s_dir), "v1", {"val": val, "test_new": tests}, profile, store)

@@ -215,3 +215,24 @@ def test_tokenizer_hash_ignores_padding_and_truncation_state() -> None:
     )
     used.backend_tokenizer.enable_padding(pad_id=0)
     assert tokenizer_hash(used) == before == tokenizer_hash(fresh)
+
+
+def test_padding_keeps_the_letters_of_the_training_scripts_first() -> None:
+    """With room past the closure, every single-letter token of the scripts the training text writes in
+    (Hangul here) is kept before any merge: unseen Korean words then cost a token per syllable, not
+    three byte tokens."""
+    import unicodedata
+
+    tok = tiny_tokenizer()
+    ids = tok("안녕하세요")["input_ids"]  # one script: Hangul
+    hangul = {
+        i
+        for t, i in tok.get_vocab().items()
+        if len(core := t.removeprefix("\u2581")) == 1 and unicodedata.name(core, "").startswith("HANGUL")
+    }
+    closure = kept_vocab(tok, [ids], size=len(set(ids))).closure
+    assert len(hangul) > 20
+    room = closure + len(hangul - set(kept_vocab(tok, [ids], size=len(set(ids))).old_ids))
+    kept = set(kept_vocab(tok, [ids], size=room).old_ids)
+    assert hangul <= kept
+    assert len(kept) == room

@@ -83,9 +83,14 @@ def read_store(folder: Path) -> dict[str, dict[str, Any]]:
 
 
 def forced_decode_speed(model: Any, tokenizer: Any, texts: list[str], profile: Any) -> dict[str, float]:
-    """Decode tokens/s on a fixed batch with a forced length (min = max new tokens), so the figure does
+    """Decode speed on a fixed batch with a forced length (min = max new tokens), so the figure does
     not depend on when a model stops: ``speed_batch`` prompts x ``speed_tokens`` tokens, after one
-    warm-up step."""
+    warm-up step.
+
+    ``tokens_per_s`` is decode only: the (tokens - 1) steps after the first, timed as a forced-length run
+    minus a one-token run on the same batch, so the prompt's prefill (the same for every model of a
+    depth, and dominated by long prompts) is apart: ``prefill_seconds``. ``end_to_end_tokens_per_s``
+    counts all tokens over the whole call, prefill included."""
     import torch
 
     ev = profile.eval
@@ -100,13 +105,26 @@ def forced_decode_speed(model: Any, tokenizer: Any, texts: list[str], profile: A
     finally:
         tokenizer.padding_side = old
     kw = {"do_sample": False, "pad_token_id": tokenizer.pad_token_id}
-    with torch.no_grad():
-        model.generate(**enc, max_new_tokens=1, min_new_tokens=1, **kw)
+
+    def timed(n: int) -> float:
         t0 = time.perf_counter()
-        model.generate(**enc, max_new_tokens=ev.speed_tokens, min_new_tokens=ev.speed_tokens, **kw)
-        dt = time.perf_counter() - t0
-    n = len(batch) * ev.speed_tokens
-    return {"tokens_per_s": n / dt, "batch": len(batch), "tokens": ev.speed_tokens, "seconds": dt}
+        model.generate(**enc, max_new_tokens=n, min_new_tokens=n, **kw)
+        return time.perf_counter() - t0
+
+    with torch.no_grad():
+        timed(1)  # warm-up
+        first = timed(1)
+        dt = timed(ev.speed_tokens)
+    rows, n = len(batch), ev.speed_tokens
+    decode = (dt - first) if n > 1 and dt > first else 0.0
+    return {
+        "tokens_per_s": rows * (n - 1) / decode if decode else rows * n / dt,
+        "end_to_end_tokens_per_s": rows * n / dt,
+        "prefill_seconds": first,
+        "batch": rows,
+        "tokens": n,
+        "seconds": dt,
+    }
 
 
 def generate_cached(

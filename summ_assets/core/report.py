@@ -309,12 +309,24 @@ def markdown(report: dict[str, Any], charts_md: str = "") -> str:
                 lines += ["", f"Gap closed: not reported ({g['not_reported']})."]
         lines.append("")
     lines += _degeneration_md(report)
-    lines += ["## Speed and size (forced-length decoding, so stopping early does not count)", ""]
-    lines += ["| model | parameters | decode tok/s | batch x tokens |", "|---|---|---|---|"]
+    lines += [
+        "## Speed and size (forced-length decoding, so stopping early does not count)",
+        "",
+        "decode tok/s: the steps after the first token (prefill apart); end-to-end: every token over the"
+        " whole call, prefill of the prompt included.",
+        "",
+    ]
+    lines += [
+        "| model | parameters | decode tok/s | end-to-end tok/s | prefill s | batch x tokens |",
+        "|---|---|---|---|---|---|",
+    ]
     for model, inf in report["models"].items():
         sp = inf["speed"]
+        e2e, pre = sp.get("end_to_end_tokens_per_s"), sp.get("prefill_seconds")
         lines.append(
-            f"| {model} | {inf['parameters'] / 1e6:.1f}M | {sp['tokens_per_s']:.1f} | {sp['batch']} x {sp['tokens']} |"
+            f"| {model} | {inf['parameters'] / 1e6:.1f}M | {sp['tokens_per_s']:.1f} | "
+            f"{'n/a' if e2e is None else f'{e2e:.1f}'} | {'n/a' if pre is None else f'{pre:.2f}'} | "
+            f"{sp['batch']} x {sp['tokens']} |"
         )
     lines.append("")
     lines += ["## Gates (val only)", "", "| gate | passed | why |", "|---|---|---|"]

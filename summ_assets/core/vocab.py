@@ -4,7 +4,9 @@ The kept set (`kept_vocab`) is every id the training examples use, closed under 
 build them: for a kept token, both parts of **every** merge that yields it are kept too (a token can
 be built by several merges and which one fires depends on the word). With the role tokens (pad, bos,
 eos, unk, mask, ``<start_of_turn>``, ``<end_of_turn>``), all byte-fallback tokens and, up to the
-requested size, the earliest-ranked merges whose parts are kept. A merge survives when both parts
+requested size, padding in this order: the single letters of the scripts the training text writes
+in (an unseen Korean word then costs a token per syllable, not three byte tokens), then the
+earliest-ranked merges whose parts are kept, first those written in those scripts. A merge survives when both parts
 and its result are kept; merges keep their rank order. So on the training text the trimmed tokenizer
 applies, at every step, the same lowest-ranked merge as the full one (same tokens), and text outside
 it falls back to shorter kept pieces and finally to byte tokens (decoding is unchanged).
@@ -110,6 +112,30 @@ def role_ids(tokenizer: Any) -> set[int]:
     return ids
 
 
+SPACE = "\u2581"  # SentencePiece's word-start marker
+
+
+def _letter_script(ch: str) -> str | None:
+    """The script of a letter (the first word of its Unicode name: HANGUL, CJK, LATIN, ...), else None."""
+    import unicodedata
+
+    if not unicodedata.category(ch).startswith("L"):
+        return None
+    name = unicodedata.name(ch, "")
+    return name.split(" ", 1)[0] or None
+
+
+def text_scripts(tokens: Iterable[str]) -> set[str]:
+    """The scripts of the non-ASCII letters in `tokens` (English in a Korean text adds nothing: its
+    ASCII letters are base tokens the closure already holds)."""
+    return {s for t in tokens for ch in t if not ch.isascii() and (s := _letter_script(ch))}
+
+
+def _written_in(token: str, scripts: set[str]) -> bool:
+    """True when every letter of `token` is ASCII or of one of `scripts` (marks, digits, spaces pass)."""
+    return all(ch.isascii() or (s := _letter_script(ch)) is None or s in scripts for ch in token)
+
+
 def kept_vocab(tokenizer: Any, id_lists: Iterable[Iterable[int]], size: int) -> KeptVocab:
     """The kept set for the training examples' ids (see the module doc). `size` below the number of
     distinct ids the text itself uses is an error; between that and the closure, the closure is kept
@@ -140,17 +166,33 @@ def kept_vocab(tokenizer: Any, id_lists: Iterable[Iterable[int]], size: int) -> 
     kept_ids |= {vocab[t] for t in kept}
     closure = len(kept_ids)
     grew = closure > size
-    added = True
-    while not grew and added and len(kept_ids) < size:  # passes in rank order, earliest first
-        added = False
-        for a, b in pairs:
+    if not grew:
+        scripts = text_scripts(by_id[i] for i in text if i in by_id)
+        # 1. the single letters of the scripts the training text writes in: an unseen word then costs
+        #    a token per letter, not three byte tokens (a Hangul syllable is 3 UTF-8 bytes)
+        for t, i in sorted(vocab.items(), key=lambda kv: kv[1]):
             if len(kept_ids) >= size:
                 break
-            r = a + b
-            if a in kept and b in kept and r not in kept and r in vocab:
-                kept.add(r)
-                kept_ids.add(vocab[r])
-                added = True
+            core = t.removeprefix(SPACE)
+            if len(core) == 1 and _letter_script(core) in scripts and t not in kept:
+                kept.add(t)
+                kept_ids.add(i)
+        # 2. merges in rank order, earliest first, whose parts are kept: first those written in the
+        #    training text's scripts (and ASCII), then any
+        for in_scripts in (True, False):
+            added = True
+            while added and len(kept_ids) < size:
+                added = False
+                for a, b in pairs:
+                    if len(kept_ids) >= size:
+                        break
+                    r = a + b
+                    if a in kept and b in kept and r not in kept and r in vocab:
+                        if in_scripts and not _written_in(r, scripts):
+                            continue
+                        kept.add(r)
+                        kept_ids.add(vocab[r])
+                        added = True
     return KeptVocab(
         old_ids=tuple(sorted(kept_ids)),
         source_size=len(tokenizer),
