@@ -5,7 +5,8 @@ student (`student_model`: pruned + trimmed vocabulary) and the old student shape
 the full vocabulary, `student_base`):
 - parameters and their ratio to the teacher's;
 - decode tokens/s with forced length (min = max new tokens) at batch 1 and batch 8, real val prompts,
-  median of ``--runs`` runs, each run measuring every model back to back (so machine drift hits all);
+  median of ``--runs`` runs, each run measuring every model back to back (so machine drift hits all):
+  decode-only (the steps after the first token, prefill apart) and end-to-end (prefill included);
 - one KD training step (alpha 0.5, cached teacher targets) and one CE step, forward + backward on the
   same 4 training examples, median of 3, for the shipped student and the old full-vocabulary shape.
 
@@ -25,11 +26,14 @@ from pathlib import Path
 from summ_assets.core.offline import use_offline_env
 
 
-def _decode(model: object, tok: object, texts: list[str], profile: object, batch: int, tokens: int) -> float:
+def _decode(
+    model: object, tok: object, texts: list[str], profile: object, batch: int, tokens: int
+) -> dict[str, float]:
+    """`forced_decode_speed`: decode-only tokens/s (prefill apart), end-to-end tokens/s, prefill s."""
     from summ_assets.core.generations import forced_decode_speed
 
     p = replace(profile, eval=replace(profile.eval, speed_batch=batch, speed_tokens=tokens))
-    return forced_decode_speed(model, tok, texts, p)["tokens_per_s"]
+    return forced_decode_speed(model, tok, texts, p)
 
 
 def _step_seconds(model: object, batch: dict, alpha: float) -> float:
@@ -99,24 +103,31 @@ def main(argv: list[str] | None = None) -> int:
     texts = [r["text"] for r in read_split(dataset, "val")][:8]
     models = {n: (load_causal_lm(p), AutoTokenizer.from_pretrained(p)) for n, p in paths.items()}
     params = {n: count_parameters(m) for n, (m, _) in models.items()}
-    speed: dict[tuple[str, int], list[float]] = {}
+    speed: dict[tuple[str, int, str], list[float]] = {}
     for run in range(args.runs):
         for name, (model, tok) in models.items():
             for batch in (1, 8):
-                speed.setdefault((name, batch), []).append(
-                    _decode(model, tok, texts, profile, batch, args.tokens)
-                )
+                got = _decode(model, tok, texts, profile, batch, args.tokens)
+                for key in ("tokens_per_s", "end_to_end_tokens_per_s", "prefill_seconds"):
+                    speed.setdefault((name, batch, key), []).append(got[key])
         print(f"run {run + 1}/{args.runs} done", flush=True)
-    print(f"\ndecode, forced {args.tokens} new tokens, real val prompts, median of {args.runs} runs")
+    med = lambda name, batch, key: statistics.median(speed[(name, batch, key)])  # noqa: E731
     print(
-        f"{'model':>26} {'parameters':>11} {'vs teacher':>10} {'tok/s b1':>9} {'tok/s b8':>9} {'b8 vs teacher':>13}"
+        f"\nforced {args.tokens} new tokens, real val prompts (whole sections), median of {args.runs} runs, "
+        "each run measuring every model back to back. decode = the steps after the first token (prefill "
+        "apart); end-to-end = all tokens over the whole call, prefill included"
     )
-    t8 = statistics.median(speed[("teacher", 8)])
+    print(
+        f"{'model':>26} {'parameters':>11} {'vs teacher':>10} {'decode b1':>9} {'decode b8':>9} "
+        f"{'b8 vs teacher':>13} {'e2e b8':>7} {'e2e vs teacher':>14} {'prefill b8':>10}"
+    )
     for name in models:
-        b1, b8 = statistics.median(speed[(name, 1)]), statistics.median(speed[(name, 8)])
+        b1, b8 = med(name, 1, "tokens_per_s"), med(name, 8, "tokens_per_s")
+        e8 = med(name, 8, "end_to_end_tokens_per_s")
         print(
             f"{name:>26} {params[name] / 1e6:10.1f}M {params[name] / params['teacher']:9.0%} "
-            f"{b1:9.1f} {b8:9.1f} {b8 / t8:12.2f}x"
+            f"{b1:9.1f} {b8:9.1f} {b8 / med('teacher', 8, 'tokens_per_s'):12.2f}x {e8:7.1f} "
+            f"{e8 / med('teacher', 8, 'end_to_end_tokens_per_s'):13.2f}x {med(name, 8, 'prefill_seconds'):9.2f}s"
         )
     # one KD step and one CE step on the same 4 training examples
     t_logits = load("teacher_logits")

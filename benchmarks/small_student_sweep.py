@@ -26,6 +26,7 @@ set is read here: the graph's evaluation reports the chosen student on the test 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import pickle
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     def train(layers: str, vocab: int | None, name: str, over: dict) -> dict:
         t0 = time.time()
         prof = replace(profile, student=replace(profile.student, **over))
-        pruned = out_root / f"base-{_short(layers)}-{abs(hash(layers)) % 10**8}"
+        pruned = out_root / f"base-{_short(layers)}-{hashlib.sha256(layers.encode()).hexdigest()[:8]}"
         if not (pruned / "config.json").exists():
             prune_layers(teacher_base, pruned, layers)
         base, train_ex, run_cache = pruned, train_full, cache

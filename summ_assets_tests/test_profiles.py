@@ -57,7 +57,8 @@ def test_every_shipped_profile_constructs_and_round_trips(name: str) -> None:
 def test_shipped_values_are_unchanged() -> None:
     demo, tiny, gemma2 = PROFILES["demo"], PROFILES["tiny"], PROFILES["gemma2"]
     assert sorted(PROFILES) == ["demo", "gemma2", "tiny"]
-    assert demo.student.alpha == 0.5 and demo.student.source.startswith("prune:0,1,2,3,4,5,10,")
+    assert demo.student.alpha == 0.25 and demo.student.source.startswith("prune:0,1,2,3,4,5,10,")
+    assert demo.student.vocab_size == 16384 and gemma2.student.vocab_size is None
     assert demo.student.seqkd_max_examples == 0 and tiny.student.seqkd_max_examples is None
     assert tiny.teacher.train_tokens == () and demo.teacher.train_tokens == ("<end_of_turn>",)
     assert (gemma2.device, gemma2.dtype, gemma2.cache.k) == ("cuda", "bfloat16", 64)
