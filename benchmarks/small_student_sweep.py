@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import pickle
 import time
 from dataclasses import replace
@@ -45,14 +44,6 @@ def _short(layers: str) -> str:
     return f"{len(layers.split(','))}L"
 
 
-def bits_per_byte(model: object, examples: list[dict], rows: list[dict], pad_id: int) -> float:
-    """Val CE of the completions, in bits per UTF-8 byte of the reference summaries."""
-    from summ_assets.core.lm import completion_nats
-
-    nats, _ = completion_nats(model, examples, pad_id)
-    return nats / math.log(2) / sum(len(r["summary"].encode("utf-8")) for r in rows)
-
-
 def main(argv: list[str] | None = None) -> int:
     use_offline_env()
     import torch
@@ -65,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from summ_assets.core.gates import ValScores, baseline_gate, regress_gate
     from summ_assets.core.generations import forced_decode_speed
     from summ_assets.core.kd import attach_teacher, train_student
+    from summ_assets.core.lm import completion_loss_and_bpb
     from summ_assets.core.models import count_parameters, load_causal_lm, prune_layers
     from summ_assets.core.profiles import get_profile
     from summ_assets.core.vocab import in_student_ids, kept_vocab, map_cache, trim_folder
@@ -98,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         val = build_examples(val_rows, tok, dp.max_prompt_tokens, dp.max_summary_tokens)
         rl = rouge_per_example(model, tok, val_rows, profile)
         scores = ValScores({r["section_id"]: s for r, s in zip(val_rows, rl, strict=True)}, docs)
-        return scores, bits_per_byte(model, val, val_rows, tok.pad_token_id)
+        return scores, completion_loss_and_bpb(model, val, tok)[1]
 
     teacher = load_causal_lm(_load("teacher_adapter", root)["merged"])
     t_params = count_parameters(teacher)

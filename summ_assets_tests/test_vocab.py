@@ -236,3 +236,32 @@ def test_padding_keeps_the_letters_of_the_training_scripts_first() -> None:
     kept = set(kept_vocab(tok, [ids], size=room).old_ids)
     assert hangul <= kept
     assert len(kept) == room
+
+
+def test_bits_per_byte_counts_the_text_not_the_tokens() -> None:
+    """Text outside the training set costs the trimmed tokenizer more tokens; the per-byte loss divides
+    by the bytes of the summary text, which both tokenizations spell, so it is comparable across them."""
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from summ_assets.core.lm import completion_loss_and_bpb, completion_nats
+
+    kept, trimmed, _ = _trimmed()
+    _, s_dir = tiny_models()
+    full_tok = tiny_tokenizer()
+    rows = [{"section_id": "x", "text": "본문입니다.", "summary": "처음 보는 낱말들: 괭이갈매기, 쪽빛 바다."}]
+    a = build_examples(rows, full_tok, 64, 64)
+    b = build_examples(rows, trimmed, 64, 64)
+    full = AutoModelForCausalLM.from_pretrained(s_dir, dtype=torch.float32).eval()
+    cut = trim_model(AutoModelForCausalLM.from_pretrained(s_dir, dtype=torch.float32), kept).eval()
+    per_token_a, bpb_a = completion_loss_and_bpb(full, a, full_tok)
+    per_token_b, bpb_b = completion_loss_and_bpb(cut, b, trimmed)
+    (nats_a, n_a), (nats_b, n_b) = completion_nats(full, a, 0), completion_nats(cut, b, 0)
+    assert n_b > n_a  # the trimmed tokenizer spells the unseen words in more pieces ...
+    summary_bytes = len(rows[0]["summary"].encode())
+    # ... yet both divide by the same text: the summary's UTF-8 bytes (plus nothing for special tokens)
+    assert nats_a / math.log(2) / bpb_a == pytest.approx(summary_bytes)
+    assert nats_b / math.log(2) / bpb_b == pytest.approx(summary_bytes)
+    assert per_token_a == pytest.approx(nats_a / n_a) and per_token_b == pytest.approx(nats_b / n_b)

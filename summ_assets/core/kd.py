@@ -39,7 +39,7 @@ from summ_assets.core import early_stopping
 from summ_assets.core.generation import generation_config
 from summ_assets.core.lm import (
     completion_logits,
-    mean_completion_loss,
+    completion_loss_and_bpb,
     pad_batch,
     progress_callback,
     runs_several_epochs,
@@ -361,9 +361,7 @@ def train_student(
         train_embedding_rows(model, token_ids(tok, cfg.train_tokens))
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    base_val_loss = (
-        mean_completion_loss(model, val_examples, tok.pad_token_id) if val_examples else float("nan")
-    )
+    base_val_loss, base_val_bpb = completion_loss_and_bpb(model, val_examples, tok)
 
     args = TrainingArguments(
         **trainer_kwargs(cfg, profile, device, work_dir, bool(val_examples), len(train_examples)),
@@ -396,7 +394,7 @@ def train_student(
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     final = trainer.model.merge_and_unload() if cfg.train_mode == "lora" else trainer.model
     merge_embedding_rows(final)
-    val_loss = mean_completion_loss(final, val_examples, tok.pad_token_id) if val_examples else float("nan")
+    val_loss, val_bpb = completion_loss_and_bpb(final, val_examples, tok)
     for p in final.parameters():
         p.requires_grad_(True)
     final.generation_config = generation_config(tok, profile.eval)
@@ -408,6 +406,8 @@ def train_student(
         "alpha": alpha,
         "base_val_loss": base_val_loss,
         "val_loss": val_loss,
+        "base_val_bits_per_byte": base_val_bpb,
+        "val_bits_per_byte": val_bpb,
         "train_loss_curve": [(h["step"], h["loss"]) for h in history if "loss" in h],
         # one epoch: the trainer does not evaluate (the final val loss is that epoch's point)
         "eval_loss_curve": [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]

@@ -109,6 +109,25 @@ def mean_completion_loss(
     return total / max(count, 1)
 
 
+def completion_loss_and_bpb(
+    model: Any, examples: list[dict[str, Any]], tokenizer: Any
+) -> tuple[float, float]:
+    """(mean CE per summary token, CE in bits per UTF-8 byte of the summary text those tokens spell).
+
+    Per token depends on the tokenizer (a trimmed student spells unseen text in more, shorter pieces);
+    bits per byte does not, so it is the figure to compare models with different vocabularies by."""
+    import math
+
+    if not examples:
+        return float("nan"), float("nan")
+    nats, count = completion_nats(model, examples, tokenizer.pad_token_id)
+    n_bytes = sum(
+        len(tokenizer.decode(e["input_ids"][e["completion_start"] :], skip_special_tokens=True).encode())
+        for e in examples
+    )
+    return nats / max(count, 1), nats / math.log(2) / max(n_bytes, 1)
+
+
 def runs_several_epochs(cfg: TeacherConfig | StudentConfig, n_examples: int) -> bool:
     """Whether training passes over the data more than once (an optimizer step consumes
     batch_size * grad_accum examples): only then is there an epoch to select or a curve to draw."""

@@ -12,7 +12,7 @@ from typing import Any
 from summ_assets.core.generation import generation_config
 from summ_assets.core.lm import (
     completion_ce,
-    mean_completion_loss,
+    completion_loss_and_bpb,
     progress_callback,
     set_threads,
     trainer_kwargs,
@@ -92,9 +92,7 @@ def train_lora_teacher(
         model = AutoModelForCausalLM.from_pretrained(base_dir, device_map="auto", **model_kwargs)
 
     t0 = time.time()
-    base_val_loss = (
-        mean_completion_loss(model, val_examples, tok.pad_token_id) if val_examples else float("nan")
-    )
+    base_val_loss, base_val_bpb = completion_loss_and_bpb(model, val_examples, tok)
     log.info("untuned base val loss %.4f (%.1fs)", base_val_loss, time.time() - t0)
 
     train_ds = Dataset.from_list(sft_rows(train_rows, tok, profile.data.max_prompt_tokens))
@@ -140,9 +138,7 @@ def train_lora_teacher(
     trainer.model.save_pretrained(adapter_dir)
     tok.save_pretrained(adapter_dir)
     merged = trainer.model.merge_and_unload()
-    final_val_loss = (
-        mean_completion_loss(merged, val_examples, tok.pad_token_id) if val_examples else float("nan")
-    )
+    final_val_loss, final_val_bpb = completion_loss_and_bpb(merged, val_examples, tok)
     merged.generation_config = generation_config(tok, profile.eval)
     merged.save_pretrained(merged_dir)
     tok.save_pretrained(merged_dir)
@@ -150,6 +146,8 @@ def train_lora_teacher(
     return {
         "base_val_loss": base_val_loss,
         "val_loss": final_val_loss,
+        "base_val_bits_per_byte": base_val_bpb,
+        "val_bits_per_byte": final_val_bpb,
         "train_loss_curve": train_curve,
         # one epoch: the trainer does not evaluate (the final val loss is that epoch's point)
         "eval_loss_curve": eval_curve

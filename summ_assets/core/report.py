@@ -335,12 +335,18 @@ def markdown(report: dict[str, Any], charts_md: str = "") -> str:
     lines.append("")
     if report.get("losses"):
         lines += [
-            "## Validation loss (summary tokens; val drove early stopping)",
+            "## Validation loss (val drove early stopping)",
             "",
-            "| model | val loss |",
-            "|---|---|",
+            "Per summary token depends on the tokenizer (a trimmed student spells text outside its training"
+            " set in more pieces); bits per byte of the summary text compares models across vocabularies.",
+            "",
+            "| model | bits per byte | per token |",
+            "|---|---|---|",
         ]
-        lines += [f"| {k} | {v:.4f} |" for k, v in report["losses"].items()]
+        for k, v in report["losses"].items():
+            v = v if isinstance(v, dict) else {"loss": v}  # reports written before bits per byte
+            bpb = v.get("bits_per_byte")
+            lines.append(f"| {k} | {'n/a' if bpb is None else f'{bpb:.4f}'} | {v['loss']:.4f} |")
         lines.append("")
     if charts_md:
         lines += ["## Charts", "", charts_md, ""]

@@ -297,7 +297,9 @@ def evaluation_report(
     )
 
 
-def _losses(gens: dict[str, dict]) -> dict[str, float]:
+def _losses(gens: dict[str, dict]) -> dict[str, dict[str, float | None]]:
+    """Each trained model's val loss per summary token and in bits per byte of the summary text (None
+    when the model was trained before bits per byte were recorded)."""
     losses = {}
     for name in ("teacher", "student", "baseline"):
         if name not in gens:
@@ -306,11 +308,12 @@ def _losses(gens: dict[str, dict]) -> dict[str, float]:
         f = folder.parent / "metrics.json" if name == "teacher" else folder / "training_metrics.json"
         if f.exists():
             m = json.loads(f.read_text())
-            losses[name] = m["val_loss"]
+            losses[name] = {"loss": m["val_loss"], "bits_per_byte": m.get("val_bits_per_byte")}
+            base = {"loss": m["base_val_loss"], "bits_per_byte": m.get("base_val_bits_per_byte")}
             if name == "teacher":
-                losses["teacher_base (untuned)"] = m["base_val_loss"]
+                losses["teacher_base (untuned)"] = base
             if name == "baseline":
-                losses["student_base (untuned)"] = m["base_val_loss"]
+                losses["student_base (untuned)"] = base
     return losses
 
 

@@ -185,6 +185,7 @@ def _train(
             "alpha": float(alpha),
             "val_loss": float(metrics["val_loss"]),
             "base_val_loss": float(metrics["base_val_loss"]),
+            "val_bits_per_byte": float(metrics.get("val_bits_per_byte", float("nan"))),
             "train_seconds": float(metrics["train_seconds"]),
             "seconds_per_step": float(metrics["seconds_per_step"]),
             "steps": int(metrics["steps"]),

@@ -164,6 +164,7 @@ def teacher_adapter_stage(
             "artifact": meta(str(target), "path"),
             "base_val_loss": meta(float(metrics["base_val_loss"]), "float"),
             "val_loss": meta(float(metrics["val_loss"]), "float"),
+            "val_bits_per_byte": meta(float(metrics.get("val_bits_per_byte", float("nan"))), "float"),
             "train_seconds": meta(float(metrics["train_seconds"]), "float"),
             "steps": meta(int(metrics["steps"]), "int"),
             "trainable_parameters": meta(int(metrics["trainable_parameters"]), "int"),
