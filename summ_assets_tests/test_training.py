@@ -283,3 +283,24 @@ def test_student_resumed_after_a_crash_ends_where_an_uninterrupted_run_ends(
     assert resumed.keys() == straight.keys() and not any("summ_trained_rows" in k for k in resumed)
     for k in resumed:
         torch.testing.assert_close(resumed[k], straight[k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+def test_val_loss_is_the_same_whatever_the_example_order() -> None:
+    """`completion_nats` batches by length (less padding); the sum must not depend on the order."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from summ_assets.core.examples import build_examples
+    from summ_assets.core.lm import completion_nats
+
+    _, s_dir = tiny_models()
+    tok = AutoTokenizer.from_pretrained(s_dir)
+    model = AutoModelForCausalLM.from_pretrained(s_dir, dtype=torch.float32)
+    rows = [
+        {"section_id": str(i), "text": "본문 " * (3 + 7 * i % 23), "summary": "요약 " * (1 + i % 4)}
+        for i in range(11)
+    ]
+    ex = build_examples(rows, tok, 128, 16)
+    a, n_a = completion_nats(model, ex, tok.pad_token_id, batch_size=3)
+    b, n_b = completion_nats(model, ex[::-1], tok.pad_token_id, batch_size=3)
+    assert n_a == n_b and a == pytest.approx(b, rel=1e-5)

@@ -92,9 +92,11 @@ def completion_nats(
     model.eval()
     total, count = 0.0, 0
     device = next(model.parameters()).device
+    # length-sorted batches: a sum does not depend on the order, and a batch pads to its longest row
+    ordered = sorted(examples, key=lambda e: len(e["input_ids"]))
     with torch.no_grad():
-        for i in range(0, len(examples), batch_size):
-            b = {k: v.to(device) for k, v in pad_batch(examples[i : i + batch_size], pad_id).items()}
+        for i in range(0, len(ordered), batch_size):
+            b = {k: v.to(device) for k, v in pad_batch(ordered[i : i + batch_size], pad_id).items()}
             logits, targets, _ = completion_logits(model, b["input_ids"], b["attention_mask"], b["labels"])
             total += float(F.cross_entropy(logits, targets, reduction="sum"))
             count += int(targets.numel())
