@@ -321,8 +321,12 @@ def train_student(
     progress: Any = None,
     val_rows: list[dict[str, Any]] | None = None,
     teacher_spec: CacheSpec | None = None,
+    score_base: bool = True,
 ) -> dict[str, Any]:
     """Train the student (full or LoRA) on examples (with `teacher` rows when alpha > 0).
+
+    `score_base` False: the untuned base's val loss is not computed (NaN), for a second student of the
+    same base whose sibling already scores it.
 
     `teacher_spec`: the spec of the cache the teacher rows come from (its capture temperature and
     mode decide how the KD term reads them; None = captured at the student's temperature, top-k).
@@ -361,7 +365,7 @@ def train_student(
         train_embedding_rows(model, token_ids(tok, cfg.train_tokens))
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    base_val_loss, base_val_bpb = completion_loss_and_bpb(model, val_examples, tok)
+    base_val_loss, base_val_bpb = completion_loss_and_bpb(model, val_examples if score_base else [], tok)
 
     args = TrainingArguments(
         **trainer_kwargs(cfg, profile, device, work_dir, bool(val_examples), len(train_examples)),

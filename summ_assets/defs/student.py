@@ -155,6 +155,8 @@ def _train(
             progress=progress_logger(context),
             val_rows=val_rows,
             teacher_spec=spec,
+            # the untuned base's val loss: scored once, by the CE baseline (the report reads it there)
+            score_base=alpha == 0,
         )
         metrics["train_examples"] = len(train)
         metrics["seqkd_examples"], metrics["seqkd_left_out"] = seqkd["joined"], seqkd["left_out"]
@@ -184,7 +186,12 @@ def _train(
             "artifact": dg.MetadataValue.path(str(target)),
             "alpha": float(alpha),
             "val_loss": float(metrics["val_loss"]),
-            "base_val_loss": float(metrics["base_val_loss"]),
+            **(
+                {"base_val_loss": float(metrics["base_val_loss"])}
+                if metrics["base_val_loss"]
+                == metrics["base_val_loss"]  # not NaN (only the baseline scores it)
+                else {}
+            ),
             "val_bits_per_byte": float(metrics.get("val_bits_per_byte", float("nan"))),
             "train_seconds": float(metrics["train_seconds"]),
             "seconds_per_step": float(metrics["seconds_per_step"]),
