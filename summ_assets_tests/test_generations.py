@@ -69,3 +69,8 @@ def test_evaluation_rows_reads_val_in_full_and_samples_the_test_sets(tmp_path: P
     assert sets["test_new"] == GN.evaluation_rows(tmp_path, 5)["test_new"]  # a fixed sample
     assert totals["test_new"] == 12 and set(sets) == {"val", "test_seen", "test_similar", "test_new"}
     assert all(len(rows) == 12 for rows in GN.evaluation_rows(tmp_path, None).values())
+    # the sample scope leaves val to the models the gates need (eval.sample_val_models); full has all
+    ev = replace(TINY.eval, test_sample=5, sample_val_models=("student", "baseline"))
+    assert "val" not in GN.model_sets("teacher", tmp_path, ev)
+    assert set(GN.model_sets("student", tmp_path, ev)) == set(sets)
+    assert set(GN.model_sets("teacher", tmp_path, replace(ev, test_sample=None))) == set(sets)

@@ -82,6 +82,15 @@ def read_store(folder: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
+def model_sets(name: str, summary_dataset: str | Path, ev: Any) -> dict[str, list[SplitRow]]:
+    """The sets model `name` generates: `evaluation_rows`, less val under the sample scope for a model
+    outside ``eval.sample_val_models`` (the gates need only the student and the baseline on val)."""
+    sets = evaluation_rows(summary_dataset, ev.test_sample)
+    if ev.test_sample is not None and name not in ev.sample_val_models:
+        sets.pop("val", None)
+    return sets
+
+
 def forced_decode_speed(model: Any, tokenizer: Any, texts: list[str], profile: Any) -> dict[str, float]:
     """Decode speed on a fixed batch with a forced length (min = max new tokens), so the figure does
     not depend on when a model stops: ``speed_batch`` prompts x ``speed_tokens`` tokens, after one

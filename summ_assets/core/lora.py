@@ -92,7 +92,10 @@ def train_lora_teacher(
         model = AutoModelForCausalLM.from_pretrained(base_dir, device_map="auto", **model_kwargs)
 
     t0 = time.time()
-    base_val_loss, base_val_bpb = completion_loss_and_bpb(model, val_examples, tok)
+    # the untuned base's val loss: the report's reference row (eval.untuned_val_loss)
+    base_val_loss, base_val_bpb = completion_loss_and_bpb(
+        model, val_examples if profile.eval.untuned_val_loss else [], tok
+    )
     log.info("untuned base val loss %.4f (%.1fs)", base_val_loss, time.time() - t0)
 
     train_ds = Dataset.from_list(sft_rows(train_rows, tok, profile.data.max_prompt_tokens))

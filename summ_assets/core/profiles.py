@@ -254,6 +254,11 @@ class EvalConfig:
     test_sample: int | None = None
     # the models generated under SUMM_EVAL_SCOPE=sample (all of them under full)
     sample_models: tuple[str, ...] = ("teacher", "student", "baseline", "student_base")
+    # ... and of those, the ones that also generate val under SUMM_EVAL_SCOPE=sample (the gates need the
+    # student and the baseline; the others' val rows come with `make eval-full`)
+    sample_val_models: tuple[str, ...] = ("teacher", "student", "baseline", "student_base")
+    # the untuned bases' val loss (the report's reference rows): one val pass in each training asset
+    untuned_val_loss: bool = True
     baseline_gate: str = "not_worse"  # BASELINE_GATES, at confidence 1 - gate_alpha
     gate_alpha: float = 0.05
     # never regress: a new student may replace the promoted one only if the one-sided (1 - gate_alpha)
@@ -292,6 +297,16 @@ class EvalConfig:
                 _fail(self, "sample_models", f"{m!r} is not one of {EVAL_MODELS}")
         if not {"student", "baseline"} <= set(self.sample_models):
             _fail(self, "sample_models", "must hold 'student' and 'baseline' (the gates compare them)")
+        _strings(self, "sample_val_models")
+        if not {"student", "baseline"} <= set(self.sample_val_models) or not set(
+            self.sample_val_models
+        ) <= set(EVAL_MODELS):
+            _fail(
+                self,
+                "sample_val_models",
+                f"must hold 'student' and 'baseline' (the gates score them on val), each one of {EVAL_MODELS}",
+            )
+        _flag(self, "untuned_val_loss")
         _choice(self, "baseline_gate", BASELINE_GATES)
         _number(self, "gate_alpha", 0, 1, lo_open=True, hi_open=True)
         _number(self, "regress_margin", 0)
@@ -422,13 +437,16 @@ DEMO = Profile(
         save_steps=12,
         vocab_size=16384,  # depth x vocabulary swept on val (benchmarks/small_student_sweep.py); README
     ),
-    # the `make demo` budget (README 'Why each setting'): batch 32, 8 examples per test set, the untuned
-    # base only in `make eval-full` (which scores every model on every test example)
+    # the `make demo` budget (README 'Why each setting'): batch 32, 8 examples per test set, the teacher on
+    # val, the untuned base and the untuned val losses only in `make eval-full` (which scores every model
+    # on every example; the untuned val losses come from a training run with untuned_val_loss=True)
     eval=EvalConfig(
         max_new_tokens=40,
         batch_size=32,
         test_sample=8,
         sample_models=("teacher", "student", "baseline"),
+        sample_val_models=("student", "baseline"),
+        untuned_val_loss=False,
     ),
 )
 

@@ -310,6 +310,8 @@ def _losses(gens: dict[str, dict]) -> dict[str, dict[str, float | None]]:
             m = json.loads(f.read_text())
             losses[name] = {"loss": m["val_loss"], "bits_per_byte": m.get("val_bits_per_byte")}
             base = {"loss": m["base_val_loss"], "bits_per_byte": m.get("base_val_bits_per_byte")}
+            if base["loss"] != base["loss"]:  # NaN: not scored (eval.untuned_val_loss off)
+                continue
             if name == "teacher":
                 losses["teacher_base (untuned)"] = base
             if name == "baseline":

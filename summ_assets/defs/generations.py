@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from summ_assets.core.artifacts import atomic_write_bytes, stable_json_hash
-from summ_assets.core.generations import GENERATION_CODE, evaluation_rows, generate_cached
+from summ_assets.core.generations import GENERATION_CODE, generate_cached, model_sets
 from summ_assets.core.models import base_version
 from summ_assets.defs.common import EVALUATION_GROUP, GPU_POOL, code_version, progress_logger
 from summ_assets.defs.resources import ComputeResource, SummSettings
@@ -72,7 +72,11 @@ def _generations_asset(name: str) -> dg.AssetsDefinition:
                 data_version=dg.DataVersion(f"skipped-{name}"),
                 metadata={"skipped": why},
             )
-        sets = evaluation_rows(summary_dataset, ev.test_sample)
+        sets = model_sets(name, summary_dataset, ev)
+        if "val" not in sets:
+            context.log.info(
+                f"{name}: val not generated under SUMM_EVAL_SCOPE=sample (eval.sample_val_models)"
+            )
         got = generate_cached(
             path_of(model), version_of(model), sets, profile, store_root(settings), progress_logger(context)
         )

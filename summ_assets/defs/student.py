@@ -156,7 +156,7 @@ def _train(
             val_rows=val_rows,
             teacher_spec=spec,
             # the untuned base's val loss: scored once, by the CE baseline (the report reads it there)
-            score_base=alpha == 0,
+            score_base=alpha == 0 and profile.eval.untuned_val_loss,
         )
         metrics["train_examples"] = len(train)
         metrics["seqkd_examples"], metrics["seqkd_left_out"] = seqkd["joined"], seqkd["left_out"]

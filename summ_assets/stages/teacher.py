@@ -162,7 +162,11 @@ def teacher_adapter_stage(
         },
         metadata={
             "artifact": meta(str(target), "path"),
-            "base_val_loss": meta(float(metrics["base_val_loss"]), "float"),
+            **(
+                {"base_val_loss": meta(float(metrics["base_val_loss"]), "float")}
+                if metrics["base_val_loss"] == metrics["base_val_loss"]  # not NaN (eval.untuned_val_loss)
+                else {}
+            ),
             "val_loss": meta(float(metrics["val_loss"]), "float"),
             "val_bits_per_byte": meta(float(metrics.get("val_bits_per_byte", float("nan"))), "float"),
             "train_seconds": meta(float(metrics["train_seconds"]), "float"),
