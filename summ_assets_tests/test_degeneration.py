@@ -78,3 +78,22 @@ def test_the_ngram_ban_covers_generated_tokens_only() -> None:
     library = NoRepeatNGramLogitsProcessor(3)(ids, scores.clone())
     assert torch.isinf(ours[0, 7]) and not torch.isinf(ours[0, 8])  # "5 6 7" repeats; quoting "5 6 8" may
     assert torch.isinf(library[0, 8])  # the library's own ban would forbid quoting the prompt
+
+
+def test_a_model_without_a_set_is_left_out_of_that_sets_degeneration_row() -> None:
+    """Regression: under the sample scope the teacher generates no val rows; the table counted its 47
+    missing val outputs as 47 empty ones instead of leaving the teacher out of val."""
+    from summ_assets.core.report import degeneration_table
+
+    sets = {"val": [{"section_id": "a"}, {"section_id": "b"}], "test_new": [{"section_id": "c"}]}
+    final = {
+        "student": {
+            ("val", "a"): "짧은 요약이다.",
+            ("val", "b"): "다른 요약이다.",
+            ("test_new", "c"): "요약.",
+        },
+        "teacher": {("test_new", "c"): "요약이다."},
+    }
+    table = degeneration_table(final, final, sets)
+    assert set(table["val"]) == {"student"} and set(table["test_new"]) == {"student", "teacher"}
+    assert table["val"]["student"]["final"]["empty"] == 0

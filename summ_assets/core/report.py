@@ -28,7 +28,9 @@ def degeneration_table(
     sets: dict[str, list[dict[str, Any]]],
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """{set: {model: {"raw": shares, "final": shares}}} (`core.degeneration.shares`) for every model
-    with generations."""
+    with generations, on the sets where it has a generation for every row (as `score_all`: a model that
+    did not generate a set, e.g. the teacher's val under the sample scope, is left out, not counted as
+    empty outputs)."""
     from summ_assets.core.degeneration import shares
 
     out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -38,6 +40,8 @@ def degeneration_table(
         out[s] = {}
         for m in final:
             keys = [(s, r["section_id"]) for r in rows]
+            if any(k not in final[m] for k in keys):
+                continue
             out[s][m] = {
                 "raw": shares([raw[m].get(k, "") for k in keys]),
                 "final": shares([final[m].get(k, "") for k in keys]),
