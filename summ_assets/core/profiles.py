@@ -239,6 +239,16 @@ class StudentConfig:
             _flag(self, name)
 
 
+def _gate_models(obj: object, name: str) -> None:
+    """`name` is a tuple of EVAL_MODELS that holds the two models the gates compare on val."""
+    _strings(obj, name)
+    for m in getattr(obj, name):
+        if m not in EVAL_MODELS:
+            _fail(obj, name, f"{m!r} is not one of {EVAL_MODELS}")
+    if not {"student", "baseline"} <= set(getattr(obj, name)):
+        _fail(obj, name, "must hold 'student' and 'baseline' (the gates compare them)")
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     max_new_tokens: int = 48
@@ -291,21 +301,8 @@ class EvalConfig:
         _number(self, "bertscore_layer", 1, integer=True, none="the middle layer")
         _number(self, "seed", 0, integer=True)
         _number(self, "test_sample", 1, integer=True, none="all")
-        _strings(self, "sample_models")
-        for m in self.sample_models:
-            if m not in EVAL_MODELS:
-                _fail(self, "sample_models", f"{m!r} is not one of {EVAL_MODELS}")
-        if not {"student", "baseline"} <= set(self.sample_models):
-            _fail(self, "sample_models", "must hold 'student' and 'baseline' (the gates compare them)")
-        _strings(self, "sample_val_models")
-        if not {"student", "baseline"} <= set(self.sample_val_models) or not set(
-            self.sample_val_models
-        ) <= set(EVAL_MODELS):
-            _fail(
-                self,
-                "sample_val_models",
-                f"must hold 'student' and 'baseline' (the gates score them on val), each one of {EVAL_MODELS}",
-            )
+        for name in ("sample_models", "sample_val_models"):
+            _gate_models(self, name)
         _flag(self, "untuned_val_loss")
         _choice(self, "baseline_gate", BASELINE_GATES)
         _number(self, "gate_alpha", 0, 1, lo_open=True, hi_open=True)

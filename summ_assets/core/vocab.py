@@ -179,17 +179,16 @@ def kept_vocab(tokenizer: Any, id_lists: Iterable[Iterable[int]], size: int) -> 
                 kept_ids.add(i)
         # 2. merges in rank order, earliest first, whose parts are kept: first those written in the
         #    training text's scripts (and ASCII), then any
-        for in_scripts in (True, False):
+        #    (which merges are written in the scripts is decided once, not on every pass)
+        for candidates in ([(a, b) for a, b in pairs if _written_in(a + b, scripts)], pairs):
             added = True
             while added and len(kept_ids) < size:
                 added = False
-                for a, b in pairs:
+                for a, b in candidates:
                     if len(kept_ids) >= size:
                         break
                     r = a + b
                     if a in kept and b in kept and r not in kept and r in vocab:
-                        if in_scripts and not _written_in(r, scripts):
-                            continue
                         kept.add(r)
                         kept_ids.add(vocab[r])
                         added = True
