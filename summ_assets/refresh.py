@@ -3,8 +3,9 @@
 Before anything launches it takes the instance's refresh lock (a second refresh waits for the first,
 saying so, instead of training the same assets at the same time) and cleans up runs whose worker was
 killed (`defs.orphans`: marked failed, pool slots freed). Each unpartitioned asset then runs through
-the real Dagster CLI (`dagster asset materialize`) in its own process group; while its heavy step
-waits for a slot of pool `gpu` the holder is named every ~15 s, and `--wait-timeout` bounds the wait.
+the real Dagster CLI (`dagster asset materialize`, its step in the run's own process) in the refresh's
+process group; while its heavy step waits for a slot of pool `gpu` the holder is named every ~15 s,
+and `--wait-timeout` bounds the wait.
 A failure prints the product's own error in full (every label problem with file:line; a failed
 check's name, numbers and what it demands), read back from the run's events.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import queue
 import re
@@ -111,6 +113,18 @@ def _waiting_message(instance, run_id: str | None, pool: str) -> str | None:  # 
     return f"{', '.join(waiting)} waits for a slot of pool '{pool}': held by {held or 'no visible run'}"
 
 
+def run_config_args() -> list[str]:
+    """The run config of each `dagster asset materialize`: with Dagster's default executor, the run's one
+    step executes in the run's own process (``in_process``), not in a second Python process that loads
+    the definitions again (~2-3 s per asset; pool `gpu` slots are claimed the same way). Under
+    ``SUMM_EXECUTOR=k8s`` the definitions' executor is kept (each step its own pod)."""
+    from summ_assets.core import env
+
+    if env.get(env.EXECUTOR) == "k8s":
+        return []
+    return ["--config-json", json.dumps({"execution": {"config": {"in_process": {}}}})]
+
+
 def materialize_one(key: str, instance, wait_timeout: float | None, checks: dict[str, str]) -> int:  # noqa: ANN001
     """One asset through the real Dagster CLI against $DAGSTER_HOME; echoes its log lines, reports
     pool waits, and on failure prints the run's own errors in full."""
@@ -120,6 +134,7 @@ def materialize_one(key: str, instance, wait_timeout: float | None, checks: dict
 
     exe = Path(sys.executable).with_name("dagster")
     cmd = [str(exe), "asset", "materialize", "-m", "summ_assets.definitions", "--select", key]
+    cmd += run_config_args()
     # same process group as the refresh: Ctrl-C (and a kill of the group) reach the Dagster run too
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     assert proc.stdout is not None

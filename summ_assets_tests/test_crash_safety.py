@@ -122,6 +122,14 @@ def test_two_refreshes_at_once_build_every_asset_once(tmp_path: Path) -> None:
     model_half = [k for k in counts if k not in ("raw_documents", "document_sections")]
     assert model_half and all(counts[k] == 1 for k in model_half), counts
     assert counts["raw_documents"] == counts["document_sections"] == 5  # one per document, not two
+    # each CLI run executed its step in the run's own process (`refresh.run_config_args`)
+    inst = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
+    for run in inst.get_runs():
+        engine = [
+            r.event_log_entry.message or ""
+            for r in inst.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
+        ]
+        assert any(m.startswith("Executing steps in process") for m in engine), (run.asset_selection, engine)
 
 
 def test_refresh_prints_every_label_problem_with_its_file_and_line(tmp_path: Path) -> None:

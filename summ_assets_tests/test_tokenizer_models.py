@@ -88,3 +88,57 @@ def test_depth_pruning_keeps_requested_layers_and_runs(tmp_path: Path) -> None:
     assert parse_layers("every:2", 18) == list(range(0, 18, 2))
     with pytest.raises(ValueError, match="layers must be in 0..2"):
         parse_layers("0,5", 3)
+
+
+def test_attention_is_eager_only_where_logits_are_soft_capped(tmp_path: Path) -> None:
+    """A Gemma 3 shape (no attention soft-capping) loads with the library's SDPA and computes what eager
+    attention computes on a left-padded batch (same logits at real positions, same greedy tokens);
+    the tiny Gemma 2 models (soft-capped) load eager."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from summ_assets.core.models import load_causal_lm
+
+    tok = tiny_tokenizer()
+    teacher, _ = tiny_models()
+    assert load_causal_lm(teacher).config._attn_implementation == "eager"
+
+    cfg = Gemma3TextConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=8,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+        max_position_embeddings=256,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=2,
+    )
+    torch.manual_seed(0)
+    Gemma3ForCausalLM(cfg).save_pretrained(tmp_path / "g3")
+    model = load_causal_lm(tmp_path / "g3")
+    assert model.config._attn_implementation == "sdpa"
+
+    tok.padding_side = "left"
+    try:
+        enc = tok(
+            ["짧은 글.", "RAG 시스템은 세 단계로 구성된다. 검색, 결합, 생성."],
+            return_tensors="pt",
+            padding=True,
+        )
+    finally:
+        tok.padding_side = "right"
+    real = enc["attention_mask"].bool()
+    got = {}
+    for impl in ("eager", "sdpa"):
+        model.config._attn_implementation = impl
+        with torch.no_grad():
+            logits = model(**enc).logits[real]
+            tokens = model.generate(**enc, max_new_tokens=12, do_sample=False, pad_token_id=0)
+        got[impl] = (logits, tokens)
+    assert torch.allclose(got["eager"][0], got["sdpa"][0], atol=1e-4)
+    assert torch.equal(got["eager"][1], got["sdpa"][1])

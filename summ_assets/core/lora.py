@@ -17,7 +17,7 @@ from summ_assets.core.lm import (
     set_threads,
     trainer_kwargs,
 )
-from summ_assets.core.models import load_causal_lm, resolve_device, token_ids
+from summ_assets.core.models import load_causal_lm, needs_eager_attention, resolve_device, token_ids
 from summ_assets.core.profiles import Profile
 from summ_assets.core.prompts import completion_messages, prompt_messages
 
@@ -90,6 +90,8 @@ def train_lora_teacher(
 
             model_kwargs["max_memory"] = {i: profile.max_memory for i in range(torch.cuda.device_count())}
         model = AutoModelForCausalLM.from_pretrained(base_dir, device_map="auto", **model_kwargs)
+        if needs_eager_attention(model.config):
+            model.config._attn_implementation = "eager"
 
     t0 = time.time()
     # the untuned base's val loss: the report's reference row (eval.untuned_val_loss)
