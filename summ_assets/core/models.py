@@ -151,18 +151,18 @@ def convert_gemma3_gguf(out_dir: Path, cache_dir: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(
         gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
     )
-    config = model.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    fresh = type(model)(config)
-    fresh.load_state_dict(model.state_dict())
+    # the weights are already dequantized: forget the quantizer so `save_pretrained` writes plain
+    # safetensors (the same bytes as copying the weights into a fresh model, without its 7 s init)
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
     tok.chat_template = CHAT_TEMPLATE
     tok.padding_side = "right"
     if tok.pad_token is None:
         tok.pad_token = "<pad>"
-    fresh.generation_config = _generation_config(tok)
+    model.generation_config = _generation_config(tok)
     out_dir.mkdir(parents=True, exist_ok=True)
-    fresh.save_pretrained(out_dir)
+    model.save_pretrained(out_dir)
     tok.save_pretrained(out_dir)
 
 
