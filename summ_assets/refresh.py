@@ -118,9 +118,9 @@ def run_config_args() -> list[str]:
     step executes in the run's own process (``in_process``), not in a second Python process that loads
     the definitions again (~2-3 s per asset; pool `gpu` slots are claimed the same way). Under
     ``SUMM_EXECUTOR=k8s`` the definitions' executor is kept (each step its own pod)."""
-    from summ_assets.core import env
+    from summ_assets.defs.pipes import default_executor
 
-    if env.get(env.EXECUTOR) == "k8s":
+    if not default_executor():
         return []
     return ["--config-json", json.dumps({"execution": {"config": {"in_process": {}}}})]
 

@@ -3,6 +3,7 @@ version, and its output equals the in-process asset's; torchrun ranks fan out ov
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -221,8 +222,12 @@ def test_kubernetes_options_need_dagster_k8s_and_ask_for_gpus(monkeypatch: pytes
     step = pipes.gpu_step_k8s_config(gpus=1)
     assert step["container_config"]["resources"]["limits"] == {"nvidia.com/gpu": 1}
     assert pipes.executor(ASSETS) is None  # default executor unless SUMM_EXECUTOR=k8s
+    from summ_assets.refresh import run_config_args
+
+    assert json.loads(run_config_args()[1]) == {"execution": {"config": {"in_process": {}}}}
+    monkeypatch.setenv("SUMM_EXECUTOR", "k8s")
+    assert run_config_args() == []  # the k8s executor keeps its own config: each step its own pod
     if importlib.util.find_spec("dagster_k8s") is None:
-        monkeypatch.setenv("SUMM_EXECUTOR", "k8s")
         with pytest.raises(ImportError, match="dagster-k8s==0.29.28"):
             pipes.executor(ASSETS)
         monkeypatch.setenv("SUMM_LAUNCHER", "k8s")

@@ -17,7 +17,7 @@ from summ_assets.core.lm import (
     set_threads,
     trainer_kwargs,
 )
-from summ_assets.core.models import load_causal_lm, needs_eager_attention, resolve_device, token_ids
+from summ_assets.core.models import load_causal_lm, resolve_device, token_ids
 from summ_assets.core.profiles import Profile
 from summ_assets.core.prompts import completion_messages, prompt_messages
 
@@ -81,17 +81,8 @@ def train_lora_teacher(
         model_kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
         )
-    model = load_causal_lm(base_dir, profile.dtype, device, profile.max_memory) if not model_kwargs else None
-    if model is None:
-        from transformers import AutoModelForCausalLM
-
-        if profile.max_memory:
-            import torch
-
-            model_kwargs["max_memory"] = {i: profile.max_memory for i in range(torch.cuda.device_count())}
-        model = AutoModelForCausalLM.from_pretrained(base_dir, device_map="auto", **model_kwargs)
-        if needs_eager_attention(model.config):
-            model.config._attn_implementation = "eager"
+    # QLoRA too goes through the one loader (device_map="auto", max_memory, the attention rule)
+    model = load_causal_lm(base_dir, profile.dtype, device, profile.max_memory, **model_kwargs)
 
     t0 = time.time()
     # the untuned base's val loss: the report's reference row (eval.untuned_val_loss)

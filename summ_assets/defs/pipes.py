@@ -145,10 +145,15 @@ def per_step_k8s_config(assets: Iterable[dg.AssetsDefinition]) -> dict[str, dict
     return {step: gpu_step_k8s_config() for step in heavy_steps(assets)}
 
 
+def default_executor() -> bool:
+    """Whether the definitions use Dagster's default executor (``SUMM_EXECUTOR`` is not ``k8s``)."""
+    return env.get(EXECUTOR_ENV) != "k8s"
+
+
 def executor(assets: Iterable[dg.AssetsDefinition]) -> Any:
     """``SUMM_EXECUTOR=k8s``: `k8s_job_executor` with `gpu_step_k8s_config` for every asset of `assets`
     whose pool is `gpu` (`graph.heavy_steps`); else None (Dagster's default executor)."""
-    if env.get(EXECUTOR_ENV) != "k8s":
+    if default_executor():
         return None
     try:
         from dagster_k8s import k8s_job_executor
