@@ -1,4 +1,4 @@
-"""`summ-assets` command: refresh (stale-only materialization), demo, report, summarize, serve."""
+"""`summ-assets` command: refresh (stale-only materialization), demo, report, summarize, serve, config."""
 
 from __future__ import annotations
 
@@ -164,6 +164,22 @@ def serve_http(
     return 0
 
 
+def config_show(profile: str | None = None) -> int:
+    """Print the effective profile as YAML: every field, its meaning and where its value came from."""
+    from summ_assets.core.profiles import ProfileError, effective_profile, to_yaml
+
+    try:
+        prof, origins = effective_profile(profile)
+    except ProfileError as exc:
+        return _fail("config show", str(exc))
+    header = (
+        f"effective profile {prof.name!r}; [origin] = the file a value was set in, 'default' or the "
+        "environment variable that overrode it"
+    )
+    sys.stdout.write(to_yaml(prof, origins, header=header))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="summ-assets", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -200,7 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=None, help="seconds per request before 504 (default 120)"
     )
     sv.add_argument("--quantize", choices=("int8", "8bit", "4bit"), help="int8: CPU dynamic; 8bit/4bit: CUDA")
+    cf = sub.add_parser("config", help="inspect the profile in force")
+    cf_sub = cf.add_subparsers(dest="config_cmd", required=True)
+    cs = cf_sub.add_parser("show", help="print the effective profile and where each value came from")
+    cs.add_argument("--profile", help="a shipped name or a YAML file (default: $SUMM_PROFILE, else demo)")
     args = ap.parse_args(argv)
+    if args.cmd == "config":
+        return config_show(args.profile)
     if args.cmd == "refresh":
         return refresh(args.dry_run, tuple(args.force), args.wait_timeout)
     if args.cmd == "demo":

@@ -275,10 +275,10 @@ def test_complete_folders_pass_every_check(tmp_path: Path, captured: list[dict])
     import torch
     from safetensors.torch import save_file
 
-    from summ_assets.defs.evaluation import check_report_folder
-    from summ_assets.defs.models import check_base_folder, check_pruned_folder
-    from summ_assets.defs.student import check_student_folder
+    from summ_assets.stages.evaluation import check_report_folder
+    from summ_assets.stages.models import check_base_folder, check_pruned_folder
     from summ_assets.stages.seqkd import check_pseudo_folder
+    from summ_assets.stages.student import check_student_folder
     from summ_assets.stages.teacher import check_teacher_adapter
 
     t_dir, s_dir = tiny_models()

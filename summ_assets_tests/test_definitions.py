@@ -78,16 +78,19 @@ def test_code_versions_follow_only_the_settings_an_asset_reads(monkeypatch) -> N
     from dataclasses import replace
 
     from summ_assets.core import profiles
-    from summ_assets.defs.common import code_version
+    from summ_assets.defs.common import spec_version
+    from summ_assets.stages.specs import STUDENT_BASE, STUDENT_BASELINE, STUDENT_MODEL
 
     # both sides from explicit profiles: the result must not depend on $SUMM_PROFILE (was a bug)
+    specs = (STUDENT_BASE, STUDENT_MODEL, STUDENT_BASELINE)
     monkeypatch.setattr(profiles, "get_profile", lambda name=None: profiles.DEMO)
-    before = {k: code_version("x", *s) for k, s in (("base", ("student.source",)), ("train", ("student",)))}
+    before = [spec_version(s) for s in specs]
     tuned = replace(profiles.DEMO, student=replace(profiles.DEMO.student, alpha=0.9))
     monkeypatch.setattr(profiles, "get_profile", lambda name=None: tuned)
-    after = {k: code_version("x", *s) for k, s in (("base", ("student.source",)), ("train", ("student",)))}
-    assert after["base"] == before["base"]  # alpha does not touch the student's base model
-    assert after["train"] != before["train"]  # ...but marks the student trainers stale
+    after = [spec_version(s) for s in specs]
+    assert after[0] == before[0]  # alpha does not touch the student's base model
+    assert after[1] != before[1]  # ...marks the distilled student stale
+    assert after[2] == before[2]  # ...but not the CE baseline, which has no KD term
 
 
 def test_every_asset_has_owners_group_kinds_and_description() -> None:

@@ -11,14 +11,13 @@ from summ_assets.core import gates as G
 from summ_assets.core import metrics as M
 from summ_assets.defs.evaluation import (
     _check,
-    _val_scores,
     metric_sanity,
-    promote,
     student_not_degenerate,
     student_not_worse_than_baseline,
     student_not_worse_than_promoted,
     student_outputs_not_empty,
 )
+from summ_assets.stages.evaluation import _val_scores, promote
 
 DOCS = [f"raw/d{i}.md" for i in range(12)]
 

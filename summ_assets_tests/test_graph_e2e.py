@@ -72,12 +72,15 @@ def built(tmp_path_factory: pytest.TempPathFactory):
     socket.socket.connect = guarded
     # audit every split read of the build (test_no_test_set_reaches_a_decision)
     os.environ["SUMM_SPLIT_READ_LOG"] = str(tmp / "split_reads.jsonl")
+    # record every profile field each asset reads (test_each_asset_reads_exactly_what_its_spec_declares)
+    os.environ["SUMM_SPEC_READ_LOG"] = str(tmp / "spec_reads.jsonl")
     try:
         assert os.environ["HF_HUB_OFFLINE"] == "1"
         materialize_everything(instance, resources, data)
     finally:
         socket.socket.connect = real
         del os.environ["SUMM_SPLIT_READ_LOG"]
+        del os.environ["SUMM_SPEC_READ_LOG"]
     return instance, resources, data, art
 
 
@@ -171,15 +174,64 @@ def test_no_test_set_reaches_a_sweep_selection_or_gate_path(built) -> None:
         "summ_assets.core.lora",
         "summ_assets.core.early_stopping",
         "summ_assets.core.gates",
-        "summ_assets.stages",
-        "summ_assets.defs.student",
+        # every training / selection stage (stages.generations and stages.evaluation produce the claims)
+        "summ_assets.stages.student",
+        "summ_assets.stages.teacher",
+        "summ_assets.stages.seqkd",
+        "summ_assets.stages.vocab",
+        "summ_assets.stages.models",
     )
     for r in test_reads:
         assert not any(f.startswith(decision_code) for f in r["stack"]), r
     # the log sees the decision paths too (it is not blind): training read train and val
     assert {"train", "val"} <= {
-        r["split"] for r in reads if r["caller"].startswith("summ_assets.defs.student")
+        r["split"] for r in reads if r["caller"].startswith("summ_assets.stages.student")
     }
+
+
+# declared fields that a tiny run does not reach, each with the branch that reads it
+BRANCH_ONLY = {
+    "teacher.target_modules": "the students read it only with student.train_mode = 'lora'",
+    "student.lora_r": "read only with student.train_mode = 'lora'",
+    "student.lora_alpha": "read only with student.train_mode = 'lora'",
+    "eval.sample_models": "read only under SUMM_EVAL_SCOPE=sample with a test_sample (tiny scores all)",
+    "eval.sample_val_models": "read only under SUMM_EVAL_SCOPE=sample with a test_sample (tiny scores all)",
+}
+# evaluation_report generates the promoted student's val outputs only when that is another model
+REPORT_GENERATION_ONLY = {
+    "data.max_prompt_tokens",
+    "eval.batch_size",
+    "eval.do_sample",
+    "eval.speed_batch",
+    "eval.speed_tokens",
+    "eval.max_new_tokens",
+    "eval.no_repeat_ngram_size",
+    "eval.repetition_penalty",
+    "eval.one_sentence",
+    "eval.sample_models",
+    "eval.sample_val_models",
+    "dtype",
+}
+
+
+def test_each_asset_reads_exactly_what_its_spec_declares(built) -> None:
+    """A read of an undeclared field fails the run itself (the profile view raises); here the other half:
+    every declared field is read by the tiny build, except the branch-only ones named above."""
+    from summ_assets.core.spec import RUNTIME
+    from summ_assets.stages.specs import SPECS
+
+    _, _, _, art = built
+    reads: dict[str, set[str]] = {}
+    for line in (art.parent / "spec_reads.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        reads.setdefault(r["asset"], set()).add(r["field"])
+    assert set(reads) <= set(SPECS)
+    for name, spec in SPECS.items():
+        got = reads.get(name, set()) - set(RUNTIME)
+        assert got <= set(spec.declared), f"{name} read undeclared {got - set(spec.declared)}"
+        allowed = set(BRANCH_ONLY) | (REPORT_GENERATION_ONLY if name == "evaluation_report" else set())
+        unread = set(spec.declared) - got - allowed
+        assert not unread, f"{name} declares fields the build never read: {sorted(unread)}"
 
 
 def test_seqkd_summaries_teach_only_the_distilled_student_for_the_same_steps(built) -> None:
@@ -649,3 +701,37 @@ def test_a_document_or_labels_changed_and_changed_back_are_picked_up_again(built
         ds = _latest(instance, "summary_dataset").metadata
         assert ds["labels_hash"].value == automation.labels_hash(resources["settings"])
         cursor = tick.cursor
+
+
+def test_a_changed_instruction_trains_the_baseline_into_a_new_folder_with_the_new_prompt(
+    built, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression: the students' artifact key once ignored the prompt, so a changed instruction re-ran
+    `student_baseline` and handed back the folder trained with the old prompt."""
+    from summ_assets.core import prompts
+    from summ_assets.core.modelcard import read_model_card
+    from summ_assets.definitions import ASSETS
+
+    instance, resources, _, _ = built
+    by_key = {a.key.to_user_string(): a for a in ASSETS}
+    old = _latest(instance, "student_baseline")
+    old_path, old_version = old.metadata["artifact"].value, old.tags["dagster/data_version"]
+    monkeypatch.setattr(prompts, "INSTRUCTION", "이 절을 한 문장으로 요약해줘: ")
+    new_prompt = prompts.prompt_version()
+    # the trimmed vocabulary follows the prompt's tokens too (it is rebuilt first)
+    chain = [by_key["student_trimmed_base"], by_key["student_baseline"]]
+    dg.materialize(ASSETS, selection=chain, instance=instance, resources=resources)
+    new_path = _latest(instance, "student_baseline").metadata["artifact"].value
+    assert new_path != old_path
+    card = read_model_card(Path(new_path))
+    assert new_prompt in card["config"]["code_version"]
+    assert new_prompt not in read_model_card(Path(old_path))["config"]["code_version"]
+    # the card's load snippet names the final folder, not the temporary one it was built in
+    readme = (Path(new_path) / "README.md").read_text(encoding="utf-8")
+    assert f'from_pretrained("{new_path}"' in readme and ".tmp-" not in readme
+    # back to the old prompt: the old folder (and data version) again, nothing retrained
+    monkeypatch.undo()
+    dg.materialize(ASSETS, selection=chain, instance=instance, resources=resources)
+    back = _latest(instance, "student_baseline")
+    assert back.metadata["artifact"].value == old_path
+    assert back.tags["dagster/data_version"] == old_version

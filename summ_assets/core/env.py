@@ -25,9 +25,13 @@ K8S_GPUS = "SUMM_K8S_GPUS"
 K8S_ARTIFACTS_PVC = "SUMM_K8S_ARTIFACTS_PVC"
 EVAL_SCOPE = "SUMM_EVAL_SCOPE"
 SPLIT_READ_LOG = "SUMM_SPLIT_READ_LOG"
+SPEC_READ_LOG = "SUMM_SPEC_READ_LOG"
 
 VARIABLES: dict[str, tuple[str, str]] = {
-    PROFILE: ("", "which profile runs: tiny | demo | gemma2 (unset: demo)"),
+    PROFILE: (
+        "",
+        "which profile runs: tiny | demo | gemma2, or the path to your own YAML file (unset: demo)",
+    ),
     DATA: ("data", "the data folder (raw/, labels/, eval/); never written"),
     ARTIFACTS: ("artifacts", "the artifacts root (content-addressed folders per asset)"),
     TEACHER_SOURCE: ("", "override the profile's teacher base: hub id or local folder"),
@@ -48,6 +52,10 @@ VARIABLES: dict[str, tuple[str, str]] = {
     SPLIT_READ_LOG: (
         "",
         "append one JSON line per split read (split, caller) to this file: audits that no test set reaches a decision",
+    ),
+    SPEC_READ_LOG: (
+        "",
+        "append one JSON line per profile field an asset reads (asset, field) to this file: audits the specs",
     ),
 }
 

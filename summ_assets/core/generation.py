@@ -27,6 +27,20 @@ def decoding_options(ev: Any) -> dict[str, Any]:
     }
 
 
+def saved_decoding(gen: Any, ev: Any) -> dict[str, Any]:
+    """The decoding a model folder was built with (its `generation_config.json`, see `generation_config`):
+    ``max_new_tokens`` plus the `decoding_options` keywords. A field the folder does not record (a plain
+    Hugging Face folder) falls back to `ev` (an `EvalConfig`)."""
+    fallback = {"max_new_tokens": ev.max_new_tokens, **decoding_options(ev)}
+    saved = {
+        "max_new_tokens": getattr(gen, "max_new_tokens", None),
+        "no_repeat_ngram_size": getattr(gen, "summ_generated_no_repeat_ngram_size", None),
+        "repetition_penalty": getattr(gen, "repetition_penalty", None),
+        "one_sentence": getattr(gen, "summ_one_sentence", None),
+    }
+    return {k: fallback[k] if v is None else v for k, v in saved.items()}
+
+
 def generated_no_repeat(prompt_len: int, ngram_size: int) -> Any:
     """transformers' `NoRepeatNGramLogitsProcessor` over the tokens generated after `prompt_len` only
     (left-padded batches share one prompt length)."""

@@ -379,8 +379,9 @@ def train_student(
         data_collator=lambda rows: collate(rows, tok.pad_token_id),
         callbacks=[progress_callback(progress, "student")],
         alpha=alpha,
-        temperature=cfg.temperature,
-        divergence=cfg.divergence,
+        # the KD settings matter only with a KD term (the CE baseline does not read them)
+        temperature=cfg.temperature if alpha > 0 else 1.0,
+        divergence=cfg.divergence if alpha > 0 else "forward_kl",
         capture_temperature=teacher_spec.capture_temperature if teacher_spec is not None else None,
         sampled=teacher_spec is not None and teacher_spec.mode == "sampled",
     )

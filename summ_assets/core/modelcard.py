@@ -40,9 +40,17 @@ def card_data(
 
 
 def write_model_card(
-    folder: Path, title: str, lineage: dict[str, Any], config: dict[str, Any], metrics: dict[str, Any]
+    folder: Path,
+    title: str,
+    lineage: dict[str, Any],
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    final: Path | None = None,
 ) -> None:
-    """Write README.md and card.json (the same data, each atomically) into `folder`."""
+    """Write README.md and card.json (the same data, each atomically) into `folder`. `final`: where the
+    folder will live once complete (a build writes into a temporary folder that is then renamed); the
+    card's load snippet names it."""
+    where = Path(final) if final is not None else Path(folder)
 
     def block(obj: Any) -> str:
         return "```json\n" + json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n```\n"
@@ -51,8 +59,8 @@ def write_model_card(
     text = (
         f"# {title}\n\n{README_MARK} Load with:\n\n```python\nimport torch\n"
         "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
-        f'model = AutoModelForCausalLM.from_pretrained("{folder}", torch_dtype=torch.bfloat16, device_map="auto")\n'
-        f'tokenizer = AutoTokenizer.from_pretrained("{folder}")\n```\n\n'
+        f'model = AutoModelForCausalLM.from_pretrained("{where}", torch_dtype=torch.bfloat16, device_map="auto")\n'
+        f'tokenizer = AutoTokenizer.from_pretrained("{where}")\n```\n\n'
         "`generation_config.json` holds the pipeline's decoding settings (greedy, repetition control), so "
         "plain `model.generate(...)` decodes as the pipeline does. The pipeline then returns one line cut "
         "at the end of the first sentence (`summ_assets.core.degeneration.final_summary`).\n\n"

@@ -1,320 +1,260 @@
-"""Profiles: one named set of sizes, model sources and hyperparameters.
+"""Profiles: one named set of sizes, model sources and hyperparameters, read from a YAML file.
 
-A profile is data, not code branches: every stage reads the numbers it needs from here, and the
-graph is the same for `tiny` (tests), `demo` (offline CPU default) and `gemma2` (GPU production).
-Select one with the environment variable ``SUMM_PROFILE`` (default ``demo``).
-
-Every config dataclass validates itself in ``__post_init__`` (so ``dataclasses.replace`` and
-rebuilding from a dict are checked too): a field with a fixed set of values must hold one of the
-tuples below (import them instead of repeating the strings), numbers must lie in their range, and a
-bad value raises `ProfileError` naming the class, the field, the value and what is allowed.
-Why the shipped values are what they are (sweeps, probes): README 'Why each setting'.
+A profile is data, not code branches: every stage reads the fields it declares (`summ_assets.stages.specs`)
+and the graph is the same for `tiny` (tests), `demo` (offline CPU default) and `gemma2` (GPU production).
+The shipped profiles are ``profiles/<name>.yaml`` in the repository; ``$SUMM_PROFILE`` names one of them
+or a path to a user's own YAML file, which may start from a shipped profile (``base: gemma2``) and
+override a few fields. The sections below are pydantic dataclasses in strict mode: an unknown field, a
+wrong type (YAML reads ``5e-4`` as a string: write ``5.0e-4``) or a value out of range raises
+`ProfileError` naming the file, the field, the value and what is allowed. Each field's one-line
+meaning is its ``description`` (the YAML files carry it as a comment; `summ-assets config show` prints
+it). Why the shipped values are what they are: docs/settings.md.
 """
 
 from __future__ import annotations
 
-import math
-import re
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any, NoReturn
+import dataclasses
+import functools
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError, model_validator
+from pydantic.dataclasses import dataclass
 
 from summ_assets.core import env
 from summ_assets.core.prompts import END_OF_TURN
 
 PROFILE_ENV = env.PROFILE
 DEFAULT_PROFILE = "demo"
+PROFILE_DIR = Path(__file__).resolve().parents[2] / "profiles"
+SHIPPED = ("tiny", "demo", "gemma2")
 
 ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
-# fixed value sets of the choice fields
-DEVICES = ("cpu", "cuda", "auto")  # Profile.device ("auto" = cuda when usable, else cpu)
-DTYPES = ("float32", "bfloat16", "float16")  # Profile.dtype (core/models.py torch_dtype)
-LABEL_STRICTNESS = ("fail", "warn")  # DataConfig.label_strictness (core/labels.py enforce)
-CACHE_MODES = ("topk", "sampled")  # CacheConfig.mode (core/logits_cache.py sparse_targets)
-TRAIN_MODES = ("full", "lora")  # StudentConfig.train_mode (core/kd.py)
-DIVERGENCES = ("forward_kl", "reverse_kl", "jsd")  # StudentConfig.divergence (core/kd.py)
-# EvalConfig.baseline_gate: "not_worse" fails when the CI of (student - baseline) on val lies below 0;
-# "better" fails unless it lies above 0; "report_only" records and passes (tiny: random weights) (core/gates.py)
-BASELINE_GATES = ("not_worse", "better", "report_only")
-EVAL_SCOPES = ("sample", "full")
-EVAL_MODELS = (
-    "teacher",
-    "student",
-    "baseline",
-    "student_base",
-)  # the evaluated models (defs/generations.py)  # $SUMM_EVAL_SCOPE: the profile's test samples, or every test example
+# fixed value sets of the choice fields (the Literal types below are built from them)
+Device = Literal["cpu", "cuda", "auto"]  # "auto" = cuda when usable, else cpu
+Dtype = Literal["float32", "bfloat16", "float16"]
+LabelStrictness = Literal["fail", "warn"]
+CacheMode = Literal["topk", "sampled"]
+TrainMode = Literal["full", "lora"]
+Divergence = Literal["forward_kl", "reverse_kl", "jsd"]
+BaselineGate = Literal["not_worse", "better", "report_only"]
+EvalModel = Literal["teacher", "student", "baseline", "student_base"]
+DEVICES: tuple[str, ...] = get_args(Device)
+DTYPES: tuple[str, ...] = get_args(Dtype)
+LABEL_STRICTNESS: tuple[str, ...] = get_args(LabelStrictness)
+CACHE_MODES: tuple[str, ...] = get_args(CacheMode)
+TRAIN_MODES: tuple[str, ...] = get_args(TrainMode)
+DIVERGENCES: tuple[str, ...] = get_args(Divergence)
+BASELINE_GATES: tuple[str, ...] = get_args(BaselineGate)
+EVAL_MODELS: tuple[str, ...] = get_args(EvalModel)
+EVAL_SCOPES = ("sample", "full")  # $SUMM_EVAL_SCOPE: the profile's test samples, or every test example
+MEMORY_PATTERN = r"^\d+(\.\d+)?\s*(GiB|MiB|GB|MB)$"  # a size like "20GiB"
 
-_MEMORY = re.compile(r"^\d+(\.\d+)?\s*(GiB|MiB|GB|MB)$")  # Profile.max_memory, e.g. "20GiB"
+Text = Annotated[str, StringConstraints(pattern=r"\S")]
+Memory = Annotated[str, StringConstraints(pattern=MEMORY_PATTERN)]
+_STRICT = ConfigDict(strict=True, extra="forbid", validate_assignment=True)
 
 
 class ProfileError(ValueError):
-    """A profile field holds a value its readers cannot use."""
+    """A profile (file, field or environment) holds a value its readers cannot use."""
 
 
-def _fail(obj: object, name: str, what: str) -> NoReturn:
-    raise ProfileError(f"{type(obj).__name__}.{name}={getattr(obj, name)!r}: {what}")
+def _steps(value: int) -> int:
+    if value != -1 and value < 1:
+        raise ValueError(f"max_steps={value} must be -1 (train for `epochs`) or an integer >= 1")
+    return value
 
 
-def _choice(obj: object, name: str, allowed: tuple[str, ...]) -> None:
-    value = getattr(obj, name)
-    if not isinstance(value, str) or value not in allowed:
-        _fail(obj, name, f"choose one of {allowed}")
-
-
-def _flag(obj: object, name: str) -> None:
-    if not isinstance(getattr(obj, name), bool):
-        _fail(obj, name, "must be True or False")
-
-
-def _text(obj: object, name: str) -> None:
-    value = getattr(obj, name)
-    if not isinstance(value, str) or not value.strip():
-        _fail(obj, name, "must be a non-empty string")
-
-
-def _strings(obj: object, name: str, *, non_empty: bool = False) -> None:
-    value = getattr(obj, name)
-    ok = isinstance(value, tuple) and all(isinstance(s, str) and s for s in value)
-    if not ok or (non_empty and not value):
-        _fail(obj, name, f"must be a {'non-empty ' if non_empty else ''}tuple of non-empty strings")
-
-
-def _number(
-    obj: object,
-    name: str,
-    lo: float | None = None,
-    hi: float | None = None,
-    *,
-    integer: bool = False,
-    lo_open: bool = False,
-    hi_open: bool = False,
-    none: str | None = None,
-) -> None:
-    """Check `obj.name` is a number (an int when `integer`) within the bounds; `none` = what None means
-    (None is allowed only when given)."""
-    value = getattr(obj, name)
-    if value is None and none is not None:
-        return
-    if lo is not None and hi is not None:
-        bounds = f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-    elif lo is not None:
-        bounds = f"{'>' if lo_open else '>='} {lo:g}"
-    else:
-        bounds = ""
-    what = f"must be {'an integer' if integer else 'a number'} {bounds}".rstrip()
-    if none is not None:
-        what += f", or None ({none})"
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or math.isnan(value):
-        _fail(obj, name, what)
-    if lo is not None and not (value > lo if lo_open else value >= lo):
-        _fail(obj, name, what)
-    if hi is not None and not (value < hi if hi_open else value <= hi):
-        _fail(obj, name, what)
-
-
-def _training(obj: TeacherConfig | StudentConfig) -> None:
-    """The fields TeacherConfig and StudentConfig share."""
-    _text(obj, "source")
-    _number(obj, "epochs", 0, lo_open=True)
-    steps = obj.max_steps
-    if isinstance(steps, bool) or not isinstance(steps, int) or not (steps == -1 or steps >= 1):
-        _fail(obj, "max_steps", "must be -1 (train for `epochs`) or an integer >= 1")
-    for name in ("batch_size", "grad_accum", "lora_r", "save_steps"):
-        _number(obj, name, 1, integer=True)
-    _number(obj, "learning_rate", 0, lo_open=True)
-    _number(obj, "lora_alpha", 0, lo_open=True)
-    _strings(obj, "train_tokens")
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class DataConfig:
-    max_section_tokens: int = 384  # token budget per section (student tokenizer)
-    min_section_tokens: int = 8  # trailing fragments below this merge into the previous part
-    max_file_bytes: int = 2_000_000
-    # the cleaned section text is cut to this many tokens inside the prompt (only when longer): at or above
-    # max_section_tokens, every whole section fits; the report shows the share cut per set
-    max_prompt_tokens: int = 384
-    max_summary_tokens: int = 64
-    # val = whole raw/ documents, lowest hash rank first, until this many labelled sections (core/splits.py)
-    val_min_examples: int = 40
-    val_max_doc_fraction: float = 0.25  # ... but never more than this share of the pool's documents
-    # held-out sections of the training documents (hash of doc id + heading path decides)
-    test_seen_fraction: float = 0.12
-    max_train: int | None = None  # cap on the train split (None = all); demo trains on a subset
-    label_strictness: str = "fail"  # LABEL_STRICTNESS
+    max_section_tokens: int = Field(384, ge=1, description="token budget per section (student tokenizer)")
+    min_section_tokens: int = Field(
+        8, ge=0, description="trailing fragments below this many tokens merge into the previous part"
+    )
+    max_file_bytes: int = Field(2_000_000, ge=1, description="larger input files are refused")
+    max_prompt_tokens: int = Field(
+        384, ge=1, description="the cleaned section text is cut to this many tokens inside the prompt"
+    )
+    max_summary_tokens: int = Field(64, ge=1, description="reference summaries are cut to this many tokens")
+    val_min_examples: int = Field(
+        40,
+        ge=1,
+        description="val = whole raw/ documents, lowest hash rank first, until this many labelled sections",
+    )
+    val_max_doc_fraction: float = Field(
+        0.25, gt=0, lt=1, description="... but never more than this share of the pool's documents"
+    )
+    test_seen_fraction: float = Field(
+        0.12, ge=0, lt=1, description="held-out sections of the training documents (test_seen)"
+    )
+    max_train: int | None = Field(None, ge=1, description="cap on the train split (null = all)")
+    label_strictness: LabelStrictness = Field(
+        "fail", description="a bad label line fails the run (fail) or is skipped with a warning (warn)"
+    )
 
-    def __post_init__(self) -> None:
-        for name in ("max_section_tokens", "max_file_bytes", "max_prompt_tokens", "max_summary_tokens"):
-            _number(self, name, 1, integer=True)
-        _number(self, "min_section_tokens", 0, integer=True)
+    @model_validator(mode="after")
+    def _min_below_max(self) -> DataConfig:
         if self.min_section_tokens >= self.max_section_tokens:
-            _fail(self, "min_section_tokens", f"must be < max_section_tokens={self.max_section_tokens}")
-        _number(self, "val_min_examples", 1, integer=True)
-        _number(self, "val_max_doc_fraction", 0, 1, lo_open=True, hi_open=True)
-        _number(self, "test_seen_fraction", 0, 1, hi_open=True)
-        _number(self, "max_train", 1, integer=True, none="all")
-        _choice(self, "label_strictness", LABEL_STRICTNESS)
+            raise ValueError(
+                f"min_section_tokens={self.min_section_tokens} must be < max_section_tokens={self.max_section_tokens}"
+            )
+        return self
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class TeacherConfig:
-    source: str = "tiny:teacher"  # "tiny:teacher" | "gguf:gemma3-270m" | hub id | local folder
-    epochs: float = 3.0
-    max_steps: int = -1  # -1 = train for `epochs`
-    batch_size: int = 2
-    grad_accum: int = 1
-    learning_rate: float = 2e-4
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: tuple[str, ...] = ALL_PROJECTIONS
-    save_steps: int = 50
-    load_in_4bit: bool = False
-    # embedding rows trained besides the adapter (peft `trainable_token_indices`); README 'Why each setting'
-    train_tokens: tuple[str, ...] = (END_OF_TURN,)
+    source: Text = Field(
+        "tiny:teacher", description='"tiny:teacher" | "gguf:gemma3-270m" | a hub id | a local folder'
+    )
+    epochs: float = Field(3.0, gt=0, description="training epochs (when max_steps is -1)")
+    max_steps: int = Field(-1, description="optimizer steps; -1 = train for `epochs`")
+    batch_size: int = Field(2, ge=1, description="examples per device step")
+    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
+    learning_rate: float = Field(2.0e-4, gt=0, description="peak learning rate")
+    lora_r: int = Field(16, ge=1, description="LoRA rank")
+    lora_alpha: int = Field(32, gt=0, description="LoRA scaling numerator (scale = lora_alpha / lora_r)")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA branch")
+    target_modules: tuple[Text, ...] = Field(
+        ALL_PROJECTIONS, min_length=1, description="projections that get a LoRA adapter"
+    )
+    save_steps: int = Field(50, ge=1, description="checkpoint every this many steps (resume after a kill)")
+    load_in_4bit: bool = Field(False, description="QLoRA: load the base in 4 bits (GPU only)")
+    train_tokens: tuple[Text, ...] = Field(
+        (END_OF_TURN,),
+        description="embedding rows trained besides the adapter (peft trainable_token_indices)",
+    )
 
-    def __post_init__(self) -> None:
-        _training(self)
-        _number(self, "lora_dropout", 0, 1, hi_open=True)
-        _strings(self, "target_modules", non_empty=True)
-        _flag(self, "load_in_4bit")
+    @model_validator(mode="after")
+    def _check_steps(self) -> TeacherConfig:
+        _steps(self.max_steps)
+        return self
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class CacheConfig:
-    mode: str = "topk"  # CACHE_MODES
-    k: int = 64  # ids kept per position in "topk" mode
-    n_samples: int = 64  # draws per position in "sampled" mode
-    batch_size: int = 4
-    rows_per_group: int = 256
+    mode: CacheMode = Field(
+        "topk", description="teacher log-probs kept per position: top-k + tail, or sampled"
+    )
+    k: int = Field(64, ge=0, description='ids kept per position in "topk" mode')
+    n_samples: int = Field(64, ge=0, description='draws per position in "sampled" mode')
+    batch_size: int = Field(4, ge=1, description="sequences per teacher forward pass")
+    rows_per_group: int = Field(256, ge=1, description="Parquet row-group size of the cache")
 
-    def __post_init__(self) -> None:
-        _choice(self, "mode", CACHE_MODES)
-        # the setting the mode uses must be >= 1; the other one is ignored but not negative
-        _number(self, "k", 1 if self.mode == "topk" else 0, integer=True)
-        _number(self, "n_samples", 1 if self.mode == "sampled" else 0, integer=True)
-        _number(self, "batch_size", 1, integer=True)
-        _number(self, "rows_per_group", 1, integer=True)
+    @model_validator(mode="after")
+    def _mode_setting(self) -> CacheConfig:
+        used = "k" if self.mode == "topk" else "n_samples"
+        if getattr(self, used) < 1:
+            raise ValueError(f"{used}={getattr(self, used)} must be >= 1 in mode {self.mode!r}")
+        return self
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class StudentConfig:
-    source: str = "tiny:student"  # "tiny:student" | "prune:<layers>" | hub id | local folder
-    train_mode: str = "full"  # TRAIN_MODES
-    freeze_embeddings: bool = True
-    # embedding rows that train even when the embedding is frozen (see TeacherConfig.train_tokens)
-    train_tokens: tuple[str, ...] = (END_OF_TURN,)
-    epochs: float = 3.0
-    max_steps: int = -1  # -1 = train for `epochs`
-    batch_size: int = 2
-    grad_accum: int = 1
-    learning_rate: float = 2e-4
-    alpha: float = 0.5  # weight of the KD term; (1 - alpha) weights CE; see README 'Why each setting'
-    temperature: float = 1.0
-    divergence: str = "forward_kl"  # DIVERGENCES
-    lora_r: int = 16
-    lora_alpha: int = 32
-    gradient_checkpointing: bool = False
-    save_steps: int = 50
-    # model selection: greedy val ROUGE-Lsum after each epoch, keep the best epoch's weights
-    select_on_val_rouge: bool = True
-    early_stopping_patience: int = 1  # epochs without improvement before stopping (0 = never)
-    # seq-KD: teacher summaries of this many unlabelled sections (None = all, 0 = off); README 'Why each setting'
-    seqkd_max_examples: int | None = 0
-    # vocabulary trimming (core/vocab.py): the student keeps this many token rows, the merge closure of
-    # its training text padded by merge rank (None = the full vocabulary); README 'Why each setting'
-    vocab_size: int | None = None
+    source: Text = Field(
+        "tiny:student", description='"tiny:student" | "prune:<layers kept>" | a hub id | a local folder'
+    )
+    train_mode: TrainMode = Field("full", description="full fine-tuning or a LoRA adapter")
+    freeze_embeddings: bool = Field(True, description="keep the embedding matrix frozen (full mode)")
+    train_tokens: tuple[Text, ...] = Field(
+        (END_OF_TURN,), description="embedding rows that train even when the embedding is frozen"
+    )
+    epochs: float = Field(3.0, gt=0, description="training epochs (when max_steps is -1)")
+    max_steps: int = Field(-1, description="optimizer steps; -1 = train for `epochs`")
+    batch_size: int = Field(2, ge=1, description="examples per device step")
+    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
+    learning_rate: float = Field(2.0e-4, gt=0, description="peak learning rate")
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the KD term; (1 - alpha) weights CE")
+    temperature: float = Field(1.0, gt=0, description="KD temperature (the logit cache is captured at it)")
+    divergence: Divergence = Field("forward_kl", description="the KD divergence")
+    lora_r: int = Field(16, ge=1, description="LoRA rank (train_mode lora)")
+    lora_alpha: int = Field(32, gt=0, description="LoRA scaling numerator (train_mode lora)")
+    gradient_checkpointing: bool = Field(False, description="trade compute for memory")
+    save_steps: int = Field(50, ge=1, description="checkpoint every this many steps (resume after a kill)")
+    select_on_val_rouge: bool = Field(
+        True, description="greedy val ROUGE-Lsum after each epoch; keep the best epoch's weights"
+    )
+    early_stopping_patience: int = Field(
+        1, ge=0, description="epochs without val improvement before stopping (0 = never)"
+    )
+    seqkd_max_examples: int | None = Field(
+        0,
+        ge=0,
+        description="teacher summaries of this many unlabelled sections join training (null = all, 0 = off)",
+    )
+    vocab_size: int | None = Field(
+        None, ge=260, description="token rows the trimmed student keeps (null = the full vocabulary)"
+    )
 
-    def __post_init__(self) -> None:
-        _training(self)
-        _choice(self, "train_mode", TRAIN_MODES)
-        _choice(self, "divergence", DIVERGENCES)
-        _number(self, "alpha", 0, 1)
-        _number(self, "temperature", 0, lo_open=True)
-        _number(self, "early_stopping_patience", 0, integer=True)
-        _number(self, "seqkd_max_examples", 0, integer=True, none="all")
-        _number(self, "vocab_size", 260, integer=True, none="the full vocabulary")
-        for name in ("freeze_embeddings", "gradient_checkpointing", "select_on_val_rouge"):
-            _flag(self, name)
-
-
-def _gate_models(obj: object, name: str) -> None:
-    """`name` is a tuple of EVAL_MODELS that holds the two models the gates compare on val."""
-    _strings(obj, name)
-    for m in getattr(obj, name):
-        if m not in EVAL_MODELS:
-            _fail(obj, name, f"{m!r} is not one of {EVAL_MODELS}")
-    if not {"student", "baseline"} <= set(getattr(obj, name)):
-        _fail(obj, name, "must hold 'student' and 'baseline' (the gates compare them)")
+    @model_validator(mode="after")
+    def _check_steps(self) -> StudentConfig:
+        _steps(self.max_steps)
+        return self
 
 
-@dataclass(frozen=True)
+def _gate_models(name: str, models: tuple[str, ...]) -> None:
+    if not {"student", "baseline"} <= set(models):
+        raise ValueError(f"{name}={list(models)} must hold 'student' and 'baseline' (the gates compare them)")
+
+
+@dataclass(frozen=True, config=_STRICT)
 class EvalConfig:
-    max_new_tokens: int = 48
-    batch_size: int = 8
-    do_sample: bool = False
-    bertscore_model: str = "teacher_base"  # "teacher_base" (hidden states of the base) or a local folder
-    bertscore_layer: int | None = None  # None = middle layer of the model
-    bootstrap_samples: int = 2000  # document-clustered bootstrap resamples (CIs)
-    permutation_resamples: int = 9999  # paired sign-flip test (exact when 2**n is smaller)
-    seed: int = 0
-    # examples scored per TEST set under SUMM_EVAL_SCOPE=sample (the first n by split key: a fixed
-    # sample, the same for every model); None = all. val is always scored in full (the gates use it).
-    test_sample: int | None = None
-    # the models generated under SUMM_EVAL_SCOPE=sample (all of them under full)
-    sample_models: tuple[str, ...] = ("teacher", "student", "baseline", "student_base")
-    # ... and of those, the ones that also generate val under SUMM_EVAL_SCOPE=sample (the gates need the
-    # student and the baseline; the others' val rows come with `make eval-full`)
-    sample_val_models: tuple[str, ...] = ("teacher", "student", "baseline", "student_base")
-    # the untuned bases' val loss (the report's reference rows): one val pass in each training asset
-    untuned_val_loss: bool = True
-    baseline_gate: str = "not_worse"  # BASELINE_GATES, at confidence 1 - gate_alpha
-    gate_alpha: float = 0.05
-    # never regress: a new student may replace the promoted one only if the one-sided (1 - gate_alpha)
-    # lower bound of (new - promoted) val ROUGE-Lsum is above -regress_margin
-    regress_margin: float = 0.03
-    max_empty_share: float = 0.2  # empty student outputs on val, at most
-    speed_batch: int = 8  # forced-length decode speed: rows per batch ...
-    speed_tokens: int = 16  # ... and tokens forced per row
-    # decoding (every stage that generates; recorded in each model's generation_config.json): an n-gram
-    # ban on the generated tokens (0 = off; the prompt's n-grams stay allowed), transformers'
-    # repetition_penalty (1.0 = off) and the one-sentence cut; chosen on val
-    # (benchmarks/tune_decoding.py, README 'Why each setting')
-    no_repeat_ngram_size: int = 4
-    repetition_penalty: float = 1.0
-    one_sentence: bool = True
-    max_degenerate_share: float = 0.1  # degenerate student outputs on val (final), at most
+    max_new_tokens: int = Field(48, ge=1, description="summary tokens generated at most")
+    batch_size: int = Field(8, ge=1, description="sections per generation batch")
+    do_sample: bool = Field(False, description="sample instead of greedy decoding")
+    bertscore_model: Text = Field(
+        "teacher_base", description='"teacher_base" (hidden states of the base) or a local model folder'
+    )
+    bertscore_layer: int | None = Field(None, ge=1, description="BERTScore layer (null = the middle layer)")
+    bootstrap_samples: int = Field(2000, ge=1, description="document-clustered bootstrap resamples (CIs)")
+    permutation_resamples: int = Field(9999, ge=1, description="paired sign-flip test resamples")
+    seed: int = Field(0, ge=0, description="seed of resampling and sampling")
+    test_sample: int | None = Field(
+        None, ge=1, description="examples scored per test set under SUMM_EVAL_SCOPE=sample (null = all)"
+    )
+    sample_models: tuple[EvalModel, ...] = Field(
+        ("teacher", "student", "baseline", "student_base"),
+        description="the models generated under SUMM_EVAL_SCOPE=sample (all under full)",
+    )
+    sample_val_models: tuple[EvalModel, ...] = Field(
+        ("teacher", "student", "baseline", "student_base"),
+        description="... and of those, the ones that also generate val under SUMM_EVAL_SCOPE=sample",
+    )
+    untuned_val_loss: bool = Field(
+        True, description="score the untuned bases' val loss (report reference rows)"
+    )
+    baseline_gate: BaselineGate = Field(
+        "not_worse", description="student vs CE baseline on val: not_worse | better | report_only"
+    )
+    gate_alpha: float = Field(
+        0.05, gt=0, lt=1, description="the gates' error level (confidence 1 - gate_alpha)"
+    )
+    regress_margin: float = Field(
+        0.03, ge=0, description="a new student may trail the promoted one by at most this val ROUGE-Lsum"
+    )
+    max_empty_share: float = Field(0.2, ge=0, le=1, description="empty student outputs on val, at most")
+    speed_batch: int = Field(8, ge=1, description="forced-length decode speed: rows per batch")
+    speed_tokens: int = Field(16, ge=1, description="forced-length decode speed: tokens per row")
+    no_repeat_ngram_size: int = Field(
+        4,
+        ge=0,
+        description="ban repeated n-grams of the generated tokens (0 = off; the prompt's stay allowed)",
+    )
+    repetition_penalty: float = Field(1.0, gt=0, description="transformers' repetition_penalty (1.0 = off)")
+    one_sentence: bool = Field(True, description="cut each summary after its first sentence")
+    max_degenerate_share: float = Field(
+        0.1, ge=0, le=1, description="degenerate student outputs on val (final), at most"
+    )
 
-    def __post_init__(self) -> None:
-        for name in (
-            "max_new_tokens",
-            "batch_size",
-            "bootstrap_samples",
-            "permutation_resamples",
-            "speed_batch",
-            "speed_tokens",
-        ):
-            _number(self, name, 1, integer=True)
-        _flag(self, "do_sample")
-        _text(self, "bertscore_model")
-        _number(self, "bertscore_layer", 1, integer=True, none="the middle layer")
-        _number(self, "seed", 0, integer=True)
-        _number(self, "test_sample", 1, integer=True, none="all")
-        for name in ("sample_models", "sample_val_models"):
-            _gate_models(self, name)
-        _flag(self, "untuned_val_loss")
-        _choice(self, "baseline_gate", BASELINE_GATES)
-        _number(self, "gate_alpha", 0, 1, lo_open=True, hi_open=True)
-        _number(self, "regress_margin", 0)
-        _number(self, "max_empty_share", 0, 1)
-        _number(self, "max_degenerate_share", 0, 1)
-        _number(self, "no_repeat_ngram_size", 0, integer=True)
-        _number(self, "repetition_penalty", 0, lo_open=True)
-        _flag(self, "one_sentence")
+    @model_validator(mode="after")
+    def _gates_models(self) -> EvalConfig:
+        _gate_models("sample_models", self.sample_models)
+        _gate_models("sample_val_models", self.sample_val_models)
+        return self
 
 
-_SECTIONS = {
+SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "teacher": TeacherConfig,
     "cache": CacheConfig,
@@ -323,174 +263,259 @@ _SECTIONS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class Profile:
-    name: str
-    device: str = "cpu"  # DEVICES
-    dtype: str = "float32"  # DTYPES
-    threads: int | None = None  # torch threads on CPU; None = all cores
-    max_memory: str | None = None  # cap per GPU for device_map="auto" (e.g. "20GiB"); None = no cap
-    seed: int = 0
-    data: DataConfig = field(default_factory=DataConfig)
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    cache: CacheConfig = field(default_factory=CacheConfig)
-    student: StudentConfig = field(default_factory=StudentConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
+    name: Text = Field(description="the profile's name (logs, reports)")
+    device: Device = Field("cpu", description="where heavy steps run: cpu | cuda | auto")
+    dtype: Dtype = Field("float32", description="model weights' dtype")
+    threads: int | None = Field(None, ge=1, description="torch threads on CPU (null = all cores)")
+    max_memory: Memory | None = Field(
+        None, description='cap per GPU for device_map="auto", e.g. "20GiB" (null = no cap)'
+    )
+    seed: int = Field(0, ge=0, description="seed of model building and training")
+    data: DataConfig = Field(default_factory=DataConfig, description="sections, prompts and splits")
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig, description="the LoRA teacher")
+    cache: CacheConfig = Field(default_factory=CacheConfig, description="the teacher log-prob cache")
+    student: StudentConfig = Field(default_factory=StudentConfig, description="the students")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="generation, scoring and gates")
 
-    def __post_init__(self) -> None:
-        _text(self, "name")
-        _choice(self, "device", DEVICES)
-        _choice(self, "dtype", DTYPES)
-        _number(self, "threads", 1, integer=True, none="all cores")
-        if self.max_memory is not None and not (
-            isinstance(self.max_memory, str) and _MEMORY.match(self.max_memory.strip())
-        ):
-            _fail(self, "max_memory", "write a size like '20GiB' or '512MiB', or None (no cap)")
-        _number(self, "seed", 0, integer=True)
-        for name, cls in _SECTIONS.items():
-            if not isinstance(getattr(self, name), cls):
-                _fail(self, name, f"must be a {cls.__name__}")
+    @model_validator(mode="after")
+    def _sampled_needs_forward_kl(self) -> Profile:
         if self.cache.mode == "sampled" and self.student.divergence != "forward_kl":
-            raise ProfileError(
-                f"Profile {self.name!r}: cache.mode='sampled' with student.divergence="
-                f"{self.student.divergence!r}: sampled targets are unbiased only for forward KL (the loss is "
-                "linear in the target there); use cache.mode='topk' or divergence='forward_kl'"
+            raise ValueError(
+                f"cache.mode='sampled' with student.divergence={self.student.divergence!r}: sampled targets "
+                "are unbiased only for forward KL (the loss is linear in the target there); use "
+                "cache.mode='topk' or divergence='forward_kl'"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self
 
 
-TINY = Profile(
-    name="tiny",
-    threads=1,
-    # the test corpora hold 6 training documents: two of them make val
-    data=DataConfig(
-        max_section_tokens=1024, max_prompt_tokens=96, max_summary_tokens=32, val_max_doc_fraction=0.34
-    ),
-    teacher=TeacherConfig(
-        source="tiny:teacher",
-        epochs=2,
-        batch_size=4,
-        learning_rate=3e-3,
-        lora_r=8,
-        lora_alpha=16,
-        save_steps=10,  # a checkpoint early enough for the kill-and-resume tests
-        train_tokens=(),  # off for random-weight models; see README 'Why each setting'
-    ),
-    cache=CacheConfig(mode="topk", k=16, batch_size=8),
-    student=StudentConfig(
-        source="tiny:student",
-        epochs=2,
-        batch_size=4,
-        learning_rate=3e-3,
-        temperature=1.0,
-        seqkd_max_examples=None,  # tests exercise the seq-KD path
-        vocab_size=2000,  # tests exercise the trimmed path (the closure wins when larger)
-        train_tokens=(),  # as for the teacher
-    ),
-    eval=EvalConfig(
-        max_new_tokens=16,
-        batch_size=16,
-        bootstrap_samples=200,
-        permutation_resamples=999,
-        bertscore_layer=1,
-        speed_batch=4,
-        speed_tokens=4,
-        # random-weight models: with a trimmed vocabulary their first guess is end-of-turn more often
-        # (53 % of val empty in a test run); the rule itself is tested in test_gates.py
-        max_empty_share=0.9,
-        max_degenerate_share=1.0,  # random-weight models: their text is noise (test_gates tests the rule)
-        baseline_gate="report_only",  # random-weight models: student vs baseline is noise (test_gates tests the rules)
-    ),
-)
-
-DEMO = Profile(
-    name="demo",
-    threads=2,
-    data=DataConfig(
-        max_section_tokens=384,
-        max_prompt_tokens=384,  # whole sections (README 'Why each setting')
-        max_summary_tokens=40,
-        max_train=64,  # the `make demo` budget (README 'Why each setting')
-    ),
-    teacher=TeacherConfig(
-        source="gguf:gemma3-270m",
-        epochs=1,
-        batch_size=4,
-        learning_rate=5e-4,
-        lora_r=16,
-        lora_alpha=32,
-        save_steps=12,
-    ),
-    cache=CacheConfig(mode="topk", k=32, batch_size=8),
-    student=StudentConfig(
-        source="prune:0,1,2,3,4,5,10,11,12,13,14,15,16,17",  # layers 6-9 dropped; see README 'Why each setting'
-        epochs=1,
-        batch_size=4,
-        learning_rate=1e-4,
-        alpha=0.25,  # re-swept on val for the trimmed student; see README 'Why each setting'
-        temperature=1.0,
-        save_steps=12,
-        vocab_size=16384,  # depth x vocabulary swept on val (benchmarks/small_student_sweep.py); README
-    ),
-    # the `make demo` budget (README 'Why each setting'): batch 32, 8 examples per test set, the teacher on
-    # val, the untuned base and the untuned val losses only in `make eval-full` (which scores every model
-    # on every example; the untuned val losses come from a training run with untuned_val_loss=True)
-    eval=EvalConfig(
-        max_new_tokens=40,
-        batch_size=32,
-        test_sample=8,
-        sample_models=("teacher", "student", "baseline"),
-        sample_val_models=("student", "baseline"),
-        untuned_val_loss=False,
-    ),
-)
-
-GEMMA2 = Profile(
-    name="gemma2",
-    device="cuda",
-    dtype="bfloat16",
-    data=DataConfig(max_section_tokens=768, max_prompt_tokens=1024, max_summary_tokens=128),
-    teacher=TeacherConfig(
-        source="google/gemma-2-9b-it", epochs=3, batch_size=2, learning_rate=2e-4, save_steps=200
-    ),
-    cache=CacheConfig(mode="topk", k=64, batch_size=4),
-    student=StudentConfig(
-        source="google/gemma-2-2b-it",
-        epochs=3,
-        batch_size=2,
-        learning_rate=2e-4,
-        freeze_embeddings=False,
-        save_steps=200,
-    ),
-    eval=EvalConfig(max_new_tokens=128, batch_size=16, bertscore_model="teacher_base"),
-)
-
-PROFILES: dict[str, Profile] = {p.name: p for p in (TINY, DEMO, GEMMA2)}
+# --- YAML files ---------------------------------------------------------------------------------------
 
 
-def get_profile(name: str | None = None) -> Profile:
-    """Return the profile called `name`, or the one named by $SUMM_PROFILE (default `demo`).
+def describe(path: str) -> str:
+    """The one-line meaning of dotted field `path` ("student.alpha")."""
+    section, _, name = path.rpartition(".")
+    cls = SECTIONS[section] if section else Profile
+    return cls.__pydantic_fields__[name].description or ""
 
-    Model sources can be overridden without editing code: ``SUMM_TEACHER_SOURCE`` and
-    ``SUMM_STUDENT_SOURCE`` (hub id or local folder).
-    """
+
+def field_paths() -> list[str]:
+    """Every leaf field of a profile, dotted, in declaration order."""
+    out: list[str] = []
+    for f in dataclasses.fields(Profile):
+        if f.name in SECTIONS:
+            out += [f"{f.name}.{g.name}" for g in dataclasses.fields(SECTIONS[f.name])]
+        else:
+            out.append(f.name)
+    return out
+
+
+def profile_file(name_or_path: str) -> Path:
+    """The YAML file of a shipped profile name, or a user's path."""
+    if name_or_path in SHIPPED:
+        return PROFILE_DIR / f"{name_or_path}.yaml"
+    path = Path(name_or_path).expanduser()
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ProfileError(f"profile file {path} does not exist (from ${PROFILE_ENV} or --profile)")
+        return path.resolve()
+    raise ProfileError(
+        f"unknown profile {name_or_path!r} (from ${PROFILE_ENV}); choose one of {list(SHIPPED)} "
+        "or give the path to a YAML file"
+    )
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read the profile ({exc})") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ProfileError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ProfileError(f"{path}: a profile is a mapping of fields, found {type(data).__name__}")
+    return data
+
+
+def _layers(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Path, dict[str, Any]]]:
+    """`path`'s YAML and, first, those of its `base:` chain (each a (file, fields) pair)."""
+    if path in seen:
+        raise ProfileError(f"{path}: `base:` chain loops ({' -> '.join(str(p) for p in (*seen, path))})")
+    data = _read_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return [(path, data)]
+    if not isinstance(base, str) or not base.strip():
+        raise ProfileError(f"{path}: base={base!r}: name a shipped profile {list(SHIPPED)} or a YAML file")
+    base_path = profile_file(base) if base in SHIPPED else (path.parent / base).resolve()
+    if not base_path.is_file():
+        raise ProfileError(f"{path}: base={base!r}: no such profile file ({base_path})")
+    return [*_layers(base_path, (*seen, path)), (path, data)]
+
+
+def _merge(layers: list[tuple[Path, dict[str, Any]]]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Fields of later layers win, section by section; origins: dotted field -> the file it came from."""
+    merged: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for path, data in layers:
+        for key, value in data.items():
+            if key in SECTIONS and isinstance(value, dict):
+                section = merged.setdefault(key, {})
+                if not isinstance(section, dict):
+                    section = merged[key] = {}
+                for name, v in value.items():
+                    section[name] = v
+                    origins[f"{key}.{name}"] = str(path)
+            else:
+                merged[key] = value
+                origins[key] = str(path)
+    return merged, origins
+
+
+def _explain(exc: ValidationError, origins: dict[str, str], fallback: str) -> ProfileError:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
+        path = ".".join(loc)
+        where = origins.get(path) or (origins.get(loc[0]) if loc else None) or fallback
+        msg = err["msg"].replace("Value error, ", "")
+        if err["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+            section, _, _name = path.rpartition(".")
+            cls = SECTIONS.get(section, Profile) if section else Profile
+            allowed = [f.name for f in dataclasses.fields(cls)] + ([] if section else ["base"])
+            msg = f"unknown field; allowed here: {', '.join(allowed)}"
+        value = err.get("input")
+        if isinstance(value, str) and err["type"] in ("float_type", "int_type"):
+            try:
+                float(value)
+                msg += f" (YAML reads {value} as a string: write it with a decimal point, e.g. 5.0e-4)"
+            except ValueError:
+                pass
+        shown = "" if isinstance(value, dict) else f"={value!r}"
+        lines.append(f"{where}: {path or '(profile)'}{shown}: {msg}")
+    return ProfileError("\n".join(lines))
+
+
+_ADAPTER = TypeAdapter(Profile)
+
+
+def profile_from_data(
+    data: dict[str, Any], origins: dict[str, str] | None = None, where: str = ""
+) -> Profile:
+    """Validate plain data (parsed YAML/JSON) as a Profile, strictly; errors name file and field."""
+    try:
+        return _ADAPTER.validate_json(json.dumps(data), strict=True)
+    except ValidationError as exc:
+        raise _explain(exc, origins or {}, where or "profile") from None
+
+
+@functools.lru_cache(maxsize=32)
+def _load(path: Path, mtime_ns: int) -> tuple[Profile, tuple[tuple[str, str], ...]]:
+    layers = _layers(path)
+    merged, origins = _merge(layers)
+    profile = profile_from_data(merged, origins, str(path))
+    return profile, tuple(origins.items())
+
+
+def load_profile(name_or_path: str) -> tuple[Profile, dict[str, str]]:
+    """A profile from its YAML file (a shipped name or a path), with each field's origin: the file it
+    was set in, or "default"."""
+    path = profile_file(name_or_path)
+    if not path.is_file():
+        raise ProfileError(f"profile file {path} does not exist")
+    profile, pairs = _load(path, path.stat().st_mtime_ns)
+    given = dict(pairs)
+    return profile, {f: given.get(f, "default") for f in field_paths()}
+
+
+def _replace(profile: Profile, path: str, value: Any) -> Profile:
+    section, _, name = path.rpartition(".")
+    if not section:
+        return dataclasses.replace(profile, **{path: value})
+    return dataclasses.replace(
+        profile, **{section: dataclasses.replace(getattr(profile, section), **{name: value})}
+    )
+
+
+def effective_profile(name: str | None = None) -> tuple[Profile, dict[str, str]]:
+    """The profile in force (`name`, else $SUMM_PROFILE, else `demo`) after the environment overrides,
+    and where each field's value came from (a file, "default" or "environment ($VAR)")."""
     name = name or env.get(env.PROFILE) or DEFAULT_PROFILE
-    if name not in PROFILES:
-        raise ProfileError(
-            f"unknown profile {name!r} (from ${PROFILE_ENV}); choose one of {sorted(PROFILES)}"
-        )
-    profile = PROFILES[name]
-    teacher_src = env.get(env.TEACHER_SOURCE)
-    student_src = env.get(env.STUDENT_SOURCE)
-    if teacher_src:
-        profile = replace(profile, teacher=replace(profile.teacher, source=teacher_src))
-    if student_src:
-        profile = replace(profile, student=replace(profile.student, source=student_src))
+    profile, origins = load_profile(name)
+    overrides: list[tuple[str, str, Any]] = []
+    for var, path in ((env.TEACHER_SOURCE, "teacher.source"), (env.STUDENT_SOURCE, "student.source")):
+        if value := env.get(var):
+            overrides.append((var, path, value))
     scope = env.get(env.EVAL_SCOPE)
     if scope not in EVAL_SCOPES:
         raise ProfileError(f"${env.EVAL_SCOPE}={scope!r}: choose one of {EVAL_SCOPES}")
     if scope == "full":
-        profile = replace(profile, eval=replace(profile.eval, test_sample=None))
-    return profile
+        overrides.append((env.EVAL_SCOPE, "eval.test_sample", None))
+    for var, path, value in overrides:
+        try:
+            profile = _replace(profile, path, value)
+        except ValidationError as exc:
+            raise _explain(exc, {path: f"${var}"}, f"${var}") from None
+        origins[path] = f"environment (${var})"
+    return profile, origins
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The profile called `name` (a shipped name or a YAML path), or the one $SUMM_PROFILE names
+    (default `demo`), with the environment overrides ($SUMM_TEACHER_SOURCE, $SUMM_STUDENT_SOURCE,
+    $SUMM_EVAL_SCOPE=full) applied."""
+    return effective_profile(name)[0]
+
+
+def shipped(name: str) -> Profile:
+    """A shipped profile as its file says (no environment overrides)."""
+    return load_profile(name)[0]
+
+
+def __getattr__(name: str) -> Any:
+    """`TINY`, `DEMO`, `GEMMA2` and `PROFILES`: the shipped profiles, read from their files on first use."""
+    if name in ("TINY", "DEMO", "GEMMA2"):
+        return shipped(name.lower())
+    if name == "PROFILES":
+        return {n: shipped(n) for n in SHIPPED}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --- YAML out ------------------------------------------------------------------------------------------
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, float):
+        text = repr(value)
+        if "e" in text and "." not in text.split("e")[0]:  # YAML 1.1 reads 5e-4 as a string
+            mantissa, exp = text.split("e")
+            text = f"{mantissa}.0e{exp}"
+        return text
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_scalar(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def to_yaml(profile: Profile, origins: dict[str, str] | None = None, header: str = "") -> str:
+    """`profile` as a YAML file: every field with its one-line meaning as a comment (and, with
+    `origins`, where its value came from)."""
+    lines = [f"# {h}" if h else "#" for h in header.splitlines()] if header else []
+    for f in dataclasses.fields(Profile):
+        value = getattr(profile, f.name)
+        if f.name in SECTIONS:
+            lines += ["", f"{f.name}:  # {describe(f.name)}"]
+            for g in dataclasses.fields(SECTIONS[f.name]):
+                path = f"{f.name}.{g.name}"
+                note = describe(path) + (f"  [{origins[path]}]" if origins else "")
+                lines.append(f"  {g.name}: {_scalar(getattr(value, g.name))}  # {note}")
+        else:
+            note = describe(f.name) + (f"  [{origins[f.name]}]" if origins else "")
+            lines.append(f"{f.name}: {_scalar(value)}  # {note}")
+    return "\n".join(lines) + "\n"

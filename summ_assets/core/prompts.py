@@ -136,4 +136,5 @@ def prompt_version() -> str:
     from summ_assets.core import degeneration, markup
 
     src = "".join(inspect.getsource(m) for m in (markup, degeneration, inspect.getmodule(prompt_version)))
+    src += INSTRUCTION + CHAT_TEMPLATE + END_OF_TURN  # the values in force (a patched module counts too)
     return "prompt-v2+" + hashlib.sha256(src.encode()).hexdigest()[:8]

@@ -1,13 +1,12 @@
 """Names and small helpers every asset module shares: pool, owners, groups, partitions, metadata."""
 
 import json
-from dataclasses import asdict
 from typing import Any
 
 import dagster as dg
 
 from summ_assets.core import profiles
-from summ_assets.core.artifacts import stable_json_hash
+from summ_assets.core.spec import AssetSpec
 
 GPU_POOL = "gpu"
 # Who answers for every asset (shown in the UI's asset pages); applied once in definitions.py.
@@ -39,30 +38,12 @@ def progress_logger(context: dg.AssetExecutionContext, every: int = 1):  # noqa:
     return log
 
 
-# what a saved model's generation_config.json holds (and early stopping decodes with): the models carry it
-DECODING_FIELDS = ("eval.max_new_tokens", "eval.no_repeat_ngram_size", "eval.repetition_penalty")
+def spec_version(spec: AssetSpec) -> str:
+    """An asset's Dagster code version: its spec's (`summ_assets.core.spec`) under the current profile.
 
-
-def code_version(base: str, *sections: str, prompt: bool = False) -> str:
-    """`base` + a short hash of the profile sections (or dotted fields) the asset reads.
-
-    A profile is configuration, invisible to Dagster; folding the relevant part into the code version
-    makes a changed setting (e.g. the LoRA rank) mark exactly the assets that read it as stale. With
-    `prompt`, the prompt builder's version (`core.prompts.prompt_version`: template, instruction,
-    cleaner) is folded in too, for every asset that builds prompts.
+    A profile is configuration, invisible to Dagster; the spec folds the declared fields' values, the
+    prompt version and the decoding settings into the code version, so a changed setting (e.g. the LoRA
+    rank) marks exactly the assets that read it as stale, and the artifact key derives from the same
+    declaration.
     """
-    if prompt:
-        from summ_assets.core.prompts import prompt_version
-
-        base = f"{base}+{prompt_version()}"
-    if not sections:
-        return base
-    prof = asdict(profiles.get_profile())
-
-    def pick(path: str) -> object:
-        value: object = prof
-        for part in path.split("."):
-            value = value[part]  # type: ignore[index]
-        return value
-
-    return f"{base}+{stable_json_hash({s: pick(s) for s in sections})[:8]}"
+    return spec.code_version(profiles.get_profile())

@@ -12,8 +12,9 @@ from summ_assets.core.chunking import TokenCounter, split_markdown
 from summ_assets.core.dataset import split_rows, write_splits
 from summ_assets.core.documents import DocumentError, discover, read_document
 from summ_assets.core.integrity import check_parquet_files
-from summ_assets.defs.common import DOCUMENTS, INGEST_GROUP, code_version, json_md
+from summ_assets.defs.common import DOCUMENTS, INGEST_GROUP, json_md, spec_version
 from summ_assets.defs.resources import SummSettings
+from summ_assets.stages.specs import CORPUS_MANIFEST, DOCUMENT_SECTIONS, RAW_DOCUMENTS, SUMMARY_DATASET
 
 GROUP = INGEST_GROUP
 
@@ -31,12 +32,12 @@ def doc_id_for(settings: SummSettings, partition_key: str) -> str:
 @dg.asset(
     partitions_def=DOCUMENTS,
     group_name=GROUP,
-    code_version=code_version("raw-documents-v1", "data"),
+    code_version=spec_version(RAW_DOCUMENTS),
     kinds={"file"},
     description="One document under data/ (raw/, eval/similar/, eval/new/); data version = content hash.",
 )
 def raw_documents(context: dg.AssetExecutionContext, settings: SummSettings) -> dg.MaterializeResult:
-    profile = settings.get_profile()
+    profile = RAW_DOCUMENTS.view(settings.get_profile())
     doc_id = doc_id_for(settings, context.partition_key)
     doc = read_document(settings.data_root, doc_id, profile.data.max_file_bytes)
     return dg.MaterializeResult(
@@ -66,7 +67,7 @@ def sections_path(settings: SummSettings, partition_key: str) -> Path:
 @dg.asset(
     partitions_def=DOCUMENTS,
     group_name=GROUP,
-    code_version=code_version("document-sections-v1", "data"),
+    code_version=spec_version(DOCUMENT_SECTIONS),
     kinds={"parquet"},
     deps=[raw_documents],
     description="Heading-aware, token-budgeted, lossless sections of one document (Parquet).",
@@ -77,7 +78,7 @@ def document_sections(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    profile = settings.get_profile()
+    profile = DOCUMENT_SECTIONS.view(settings.get_profile())
     doc_id = doc_id_for(settings, context.partition_key)
     doc = read_document(settings.data_root, doc_id, profile.data.max_file_bytes)
     chunked = split_markdown(
@@ -117,7 +118,7 @@ def document_sections(
 
 @dg.asset(
     group_name=GROUP,
-    code_version="corpus-manifest-v1",
+    code_version=spec_version(CORPUS_MANIFEST),
     kinds={"parquet"},
     deps=[dg.AssetDep(document_sections, partition_mapping=dg.AllPartitionMapping())],
     description="Fan-in of every document's sections; data version = hash of the sorted section ids "
@@ -170,7 +171,7 @@ def corpus_manifest(context: dg.AssetExecutionContext, settings: SummSettings) -
 
 @dg.asset(
     group_name=GROUP,
-    code_version=code_version("summary-dataset-v1", "data"),
+    code_version=spec_version(SUMMARY_DATASET),
     kinds={"parquet"},
     check_specs=[dg.AssetCheckSpec("labels_valid", asset="summary_dataset")],
     description="Sections joined with data/labels/*.jsonl into stable train/val/test_* splits (+ unlabelled).",
@@ -180,7 +181,7 @@ def summary_dataset(
 ) -> Iterator[dg.Output | dg.AssetCheckResult]:
     import pyarrow.parquet as pq
 
-    profile = settings.get_profile()
+    profile = SUMMARY_DATASET.view(settings.get_profile())
     dc = profile.data
     sections = pq.read_table(corpus_manifest).to_pylist()
     rep = labels.load_labels(settings.data_root / "labels", settings.data_root)

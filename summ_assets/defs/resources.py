@@ -7,7 +7,7 @@ from typing import Any
 
 import dagster as dg
 
-from summ_assets.core import env
+from summ_assets.core import env, profiles
 from summ_assets.core.artifacts import artifacts_root, data_root
 from summ_assets.core.profiles import Profile, get_profile
 
@@ -33,10 +33,15 @@ class SummSettings(dg.ConfigurableResource):
     def asset_dir(self, asset: str) -> Path:
         return self.artifacts_root / asset
 
+    @property
+    def store_root(self) -> Path:
+        """The generation store every model shares: a folder per (model version, decoding settings)."""
+        return self.asset_dir("generation_store")
 
-DEVICES = ("auto", "cpu", "cuda")
-DTYPES = ("auto", "float32", "bfloat16")
-_MEMORY = re.compile(r"^\d+(\.\d+)?\s*(GiB|MiB|GB|MB)$")
+
+DEVICES = profiles.DEVICES  # "auto" = the profile's device (cpu when no GPU is usable)
+DTYPES = ("auto", *profiles.DTYPES)  # "auto" = the profile's dtype
+_MEMORY = re.compile(profiles.MEMORY_PATTERN)
 
 
 def cuda_info() -> tuple[bool, str]:

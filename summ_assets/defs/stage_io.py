@@ -1,13 +1,14 @@
 """Stage results <-> Dagster: what an in-process asset returns for a `stages` body, and the inputs a
 stage needs from the instance (the previous artifact) and from the resources (the Pipes extras)."""
 
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
 from dagster._core.definitions.metadata.external_metadata import metadata_map_from_external
 
 from summ_assets.defs.resources import ComputeResource, SummSettings
-from summ_assets.stages.base import StageResult, profile_to_dict
+from summ_assets.stages.base import StageError, StageResult, profile_to_dict
 
 
 def to_output(result: StageResult) -> dg.Output:
@@ -18,6 +19,17 @@ def to_output(result: StageResult) -> dg.Output:
         metadata=dict(metadata_map_from_external(result.metadata)),
         data_version=dg.DataVersion(result.data_version),
     )
+
+
+def run_in_process(stage: Callable[..., StageResult | None], *args: Any, **kwargs: Any) -> dg.Output:
+    """Run a `stages` body in this process; its `StageError` becomes a `dg.Failure` (the message says
+    what to change), its result the asset's output."""
+    try:
+        result = stage(*args, **kwargs)
+    except StageError as exc:
+        raise dg.Failure(str(exc)) from exc
+    assert result is not None  # one process: rank 0
+    return to_output(result)
 
 
 def previous_artifact(context: dg.AssetExecutionContext) -> str | None:

@@ -6,16 +6,12 @@ machine through Dagster Pipes (`summ_assets.defs.pipes`, switch ``SUMM_LAUNCHER`
 
 import dagster as dg
 
-from summ_assets.defs.common import DECODING_FIELDS, GPU_POOL, TEACHER_GROUP, code_version, progress_logger
+from summ_assets.defs.common import GPU_POOL, TEACHER_GROUP, progress_logger, spec_version
 from summ_assets.defs.resources import ComputeResource, SummSettings
-from summ_assets.defs.stage_io import previous_artifact, to_output
-from summ_assets.stages.base import StageError, shards_from_env
-from summ_assets.stages.teacher import (
-    TEACHER_ADAPTER_CODE,
-    TEACHER_LOGITS_CODE,
-    teacher_adapter_stage,
-    teacher_logits_stage,
-)
+from summ_assets.defs.stage_io import previous_artifact, run_in_process
+from summ_assets.stages.base import shards_from_env
+from summ_assets.stages.specs import TEACHER_ADAPTER, TEACHER_LOGITS
+from summ_assets.stages.teacher import teacher_adapter_stage, teacher_logits_stage
 
 GROUP = TEACHER_GROUP
 
@@ -23,9 +19,7 @@ GROUP = TEACHER_GROUP
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version=code_version(
-        TEACHER_ADAPTER_CODE, "teacher", "data", "device", "dtype", *DECODING_FIELDS, prompt=True
-    ),
+    code_version=spec_version(TEACHER_ADAPTER),
     kinds={"pytorch", "huggingface"},
     description="LoRA teacher (peft + trl SFTTrainer, loss on summary tokens); adapter + merged model.",
 )
@@ -36,25 +30,21 @@ def teacher_adapter(
     teacher_base: dict,
     summary_dataset: str,
 ) -> dg.Output:
-    profile = compute.configure(settings.get_profile())
-    try:
-        result = teacher_adapter_stage(
-            profile,
-            settings.asset_dir("teacher_adapter"),
-            teacher_base,
-            summary_dataset,
-            progress=progress_logger(context),
-            log=context.log.info,
-        )
-    except StageError as exc:
-        raise dg.Failure(str(exc)) from exc
-    return to_output(result)
+    return run_in_process(
+        teacher_adapter_stage,
+        compute.configure(settings.get_profile()),
+        settings.asset_dir("teacher_adapter"),
+        teacher_base,
+        summary_dataset,
+        progress=progress_logger(context),
+        log=context.log.info,
+    )
 
 
 @dg.asset(
     group_name=GROUP,
     pool=GPU_POOL,
-    code_version=code_version(TEACHER_LOGITS_CODE, "cache", "data", "student.temperature", prompt=True),
+    code_version=spec_version(TEACHER_LOGITS),
     kinds={"pytorch", "parquet"},
     description="Sparse teacher log-probs (top-k + tail, or sampled) for every training example, in "
     "Parquet; incremental: only examples with new content keys are scored.",
@@ -66,9 +56,9 @@ def teacher_logits(
     teacher_adapter: dict,
     summary_dataset: str,
 ) -> dg.Output:
-    profile = compute.configure(settings.get_profile())
-    result = teacher_logits_stage(
-        profile,
+    return run_in_process(
+        teacher_logits_stage,
+        compute.configure(settings.get_profile()),
         settings.asset_dir("teacher_logits"),
         teacher_adapter,
         summary_dataset,
@@ -77,5 +67,3 @@ def teacher_logits(
         progress=progress_logger(context),
         log=context.log.info,
     )
-    assert result is not None  # one process: rank 0
-    return to_output(result)

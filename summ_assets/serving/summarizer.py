@@ -6,8 +6,9 @@ Pure Python (no Dagster): the CLI (`summ-assets summarize`, `summ-assets serve`)
 - Loading: `summ_assets.serving.loader.load_model` (the profile's device and dtype, optional quantization).
 - Chunking: documents are cut exactly like the graph cuts them (`split_markdown` with the model's
   tokenizer and the profile's section budget).
-- Summarizing: the shared prompt (`summarize_texts`, the profile's ``eval.max_new_tokens``, greedy
-  unless the model's generation config says otherwise).
+- Summarizing: the shared prompt (`summarize_texts`) with the decoding settings saved in the model
+  folder's generation_config.json (length, n-gram ban, repetition penalty, one-sentence cut; greedy unless
+  it says otherwise), not the current profile's.
 - Concurrency: `submit()` hands sections to a `MicroBatcher`: it waits up to `batch_window_s` (20 ms)
   for other requests, then generates batches of at most ``eval.batch_size`` sections, taking sections
   round-robin from every waiting request, so concurrent HTTP requests share batches and one long
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from summ_assets.core.chunking import Section, TokenCounter, split_markdown
-from summ_assets.core.generation import decoding_options, summarize_texts
+from summ_assets.core.generation import saved_decoding, summarize_texts
 from summ_assets.core.profiles import Profile, get_profile
 from summ_assets.serving.batcher import BatcherClosed, MicroBatcher
 from summ_assets.serving.loader import ServingError, load_model
@@ -82,7 +83,9 @@ class Summarizer:
         self.parameters = loaded.parameters
         self.do_sample = loaded.do_sample
         self.load_seconds = loaded.load_seconds
-        self.max_new_tokens = max_new_tokens or self.profile.eval.max_new_tokens
+        # decoding as the model folder records it (generation_config.json), not the current profile's
+        self.decoding = saved_decoding(self.model.generation_config, self.profile.eval)
+        self.max_new_tokens = max_new_tokens or self.decoding["max_new_tokens"]
         self.batch_size = max(1, batch_size or self.profile.eval.batch_size)
         self.max_prompt_tokens = self.profile.data.max_prompt_tokens
         self.batch_window_s = batch_window_s
@@ -117,6 +120,7 @@ class Summarizer:
             "parameters": self.parameters,
             "profile": self.profile.name,
             "max_new_tokens": self.max_new_tokens,
+            "decoding": {**self.decoding, "max_new_tokens": self.max_new_tokens},
             "batch_size": self.batch_size,
             "max_section_tokens": self.profile.data.max_section_tokens,
         }
@@ -148,7 +152,7 @@ class Summarizer:
                 max_new_tokens=self.max_new_tokens,
                 batch_size=len(texts),
                 do_sample=self.do_sample,
-                **decoding_options(self.profile.eval),
+                **{k: v for k, v in self.decoding.items() if k != "max_new_tokens"},
             )
             self.stats["batches"] += 1
             self.stats["sections"] += len(texts)

@@ -3,16 +3,14 @@ the profile as it travels to a remote process (no dagster import here)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import typing
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from summ_assets.core import env
-from summ_assets.core.profiles import Profile
+from summ_assets.core.profiles import Profile, ProfileError, profile_from_data
 
 Progress = Callable[[str], None]
 
@@ -79,26 +77,13 @@ def profile_to_dict(profile: Profile) -> dict[str, Any]:
 
 
 def profile_from_dict(data: dict[str, Any]) -> Profile:
-    """Inverse of `profile_to_dict` (nested config dataclasses, tuples restored): the remote side runs
-    with exactly the profile the orchestrator configured (device, dtype, threads, 4-bit included)."""
-    return _build(Profile, data)
-
-
-def _build(cls: type, data: dict[str, Any]) -> Any:
-    hints = typing.get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(data) - set(names)
-    if unknown:
+    """Inverse of `profile_to_dict` (validated strictly, tuples restored): the remote side runs with
+    exactly the profile the orchestrator configured (device, dtype, threads, 4-bit included). A field
+    this side does not know means the two sides run different summ-assets versions."""
+    try:
+        return profile_from_data(data, where="the orchestrator's profile")
+    except ProfileError as exc:
         raise StageError(
-            f"profile fields {sorted(unknown)} are unknown to {cls.__name__} on this side: the remote runs "
-            "another summ-assets version than the orchestrator — deploy the same image to both"
-        )
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = _build(hint, value)
-        elif isinstance(value, list) and typing.get_origin(hint) is tuple:
-            value = tuple(value)
-        kwargs[name] = value
-    return cls(**kwargs)
+            f"{exc}\n(the remote may run another summ-assets version than the orchestrator: deploy the same "
+            "image to both)"
+        ) from None

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from summ_assets.core import logits_cache as lc
+from summ_assets.core.artifacts import cached_artifact, write_json
 from summ_assets.core.dataset import SplitRow, read_split
 from summ_assets.core.examples import build_examples
 from summ_assets.core.generation import decoding_options, summarize_texts
@@ -19,12 +20,11 @@ from summ_assets.core.lm import set_threads
 from summ_assets.core.models import load_causal_lm, resolve_device
 from summ_assets.core.profiles import Profile
 from summ_assets.core.records import PseudoSummariesRef, TeacherAdapterRef
+from summ_assets.core.spec import ProfileView
 from summ_assets.core.splits import is_eval_document
-from summ_assets.stages.base import Progress
+from summ_assets.stages.base import Progress, StageResult, meta
+from summ_assets.stages.specs import TEACHER_PSEUDO_SUMMARIES
 from summ_assets.stages.teacher import cache_spec
-
-PSEUDO_CODE = "teacher-pseudo-summaries-v1"
-
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def check_pseudo_folder(folder: Path) -> str | None:
 def summarize_and_score(
     rows: list[SplitRow],
     teacher_adapter: TeacherAdapterRef,
-    profile: Profile,
+    profile: Profile | ProfileView,
     out: Path,
     progress: Progress | None,
 ) -> dict[str, Any]:
@@ -110,7 +110,7 @@ def summarize_and_score(
 
 
 def pseudo_examples(
-    pseudo: PseudoSummariesRef, tok: Any, profile: Profile, spec: lc.CacheSpec, kept: Any = None
+    pseudo: PseudoSummariesRef, tok: Any, profile: Profile | ProfileView, spec: lc.CacheSpec, kept: Any = None
 ) -> list[dict]:
     """The seq-KD examples of a `teacher_pseudo_summaries` output, joined with their cached teacher rows.
     With `kept` (a trimmed student's `core.vocab.KeptVocab`; `tok` is then the full tokenizer), they come
@@ -139,3 +139,48 @@ def pseudo_examples(
             {e["example_key"]: cache[e["example_key"]] for e in examples if e["example_key"] in cache}, kept
         )
     return attach_teacher(examples, cache)
+
+
+def pseudo_summaries_stage(
+    profile: Profile | ProfileView,
+    root: Path,
+    summary_dataset: str,
+    teacher_adapter: TeacherAdapterRef,
+    progress: Progress | None = None,
+    log: Progress | None = None,
+) -> StageResult:
+    """`teacher_pseudo_summaries`: the teacher's summaries of the unlabelled training-pool sections and
+    its log-probs on them, in `root/<key>`; reused when the folder exists and is whole."""
+    import pyarrow.parquet as pq
+
+    profile = TEACHER_PSEUDO_SUMMARIES.view(profile)
+    rows = pseudo_rows_for(summary_dataset, profile.student.seqkd_max_examples)
+    key = TEACHER_PSEUDO_SUMMARIES.key(
+        profile.profile,
+        {"teacher": teacher_adapter["version"], "rows": [(r["section_id"], r["text"]) for r in rows]},
+    )
+    target = Path(root) / key
+
+    def build(tmp: Path) -> None:
+        write_json(tmp / "stats.json", summarize_and_score(rows, teacher_adapter, profile, tmp, progress))
+
+    cached_artifact(target, build, log=log, check=check_pseudo_folder)
+    stats = json.loads((target / "stats.json").read_text())
+    rows_file = target / "rows.parquet"
+    # (a column-less pyarrow table lists phantom {} rows: read only when seq-KD produced a file)
+    sample = pq.read_table(rows_file).slice(0, 5).to_pylist() if rows_file.exists() else []
+    preview = (
+        "\n".join(f"- **{r['heading_path']}**: {r['summary']}" for r in sample) or "no unlabelled sections"
+    )
+    return StageResult(
+        value={"path": str(target), "n": stats["n"], "version": key, "spec": stats.get("spec")},
+        metadata={
+            "artifact": meta(str(target), "path"),
+            "examples": meta(int(stats["n"]), "int"),
+            "empty_summaries": meta(int(stats["empty"]), "int"),
+            "generate_seconds": meta(round(float(stats["generate_seconds"]), 1), "float"),
+            "score_seconds": meta(round(float(stats["score_seconds"]), 1), "float"),
+            "preview": meta(preview, "md"),
+        },
+        data_version=key,
+    )

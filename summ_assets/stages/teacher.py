@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +40,10 @@ from summ_assets.core.lora import train_lora_teacher
 from summ_assets.core.modelcard import write_model_card
 from summ_assets.core.models import base_version, load_causal_lm, resolve_device, tokenizer_fingerprint
 from summ_assets.core.profiles import Profile
-from summ_assets.core.prompts import prompt_version, truncated_share
+from summ_assets.core.prompts import truncated_share
 from summ_assets.core.records import BaseModelRef, TeacherAdapterRef
 from summ_assets.core.report import curve_md
+from summ_assets.core.spec import ProfileView
 from summ_assets.stages.base import (
     Dist,
     Progress,
@@ -53,12 +53,12 @@ from summ_assets.stages.base import (
     profile_from_dict,
     say,
 )
-
-TEACHER_ADAPTER_CODE = "teacher-adapter-v2"
-TEACHER_LOGITS_CODE = "teacher-logits-v1"
+from summ_assets.stages.specs import TEACHER_ADAPTER, TEACHER_LOGITS
 
 
-def cache_spec(profile: Profile, teacher_adapter: TeacherAdapterRef, tokenizer: Any) -> lc.CacheSpec:
+def cache_spec(
+    profile: Profile | ProfileView, teacher_adapter: TeacherAdapterRef, tokenizer: Any
+) -> lc.CacheSpec:
     """The capture settings and teacher identity a logit cache is written (and checked) with."""
     return lc.CacheSpec(
         mode=profile.cache.mode,
@@ -86,7 +86,7 @@ def check_teacher_adapter(folder: Path) -> str | None:
 
 
 def teacher_adapter_stage(
-    profile: Profile,
+    profile: Profile | ProfileView,
     root: Path,
     teacher_base: BaseModelRef,
     summary_dataset: str,
@@ -98,22 +98,8 @@ def teacher_adapter_stage(
     from transformers import AutoTokenizer
 
     root = Path(root)
-    key = stable_json_hash(
-        {
-            "base": base_version(teacher_base),
-            "data": summary_dataset,
-            "cfg": asdict(profile.teacher),
-            "d": asdict(profile.data),
-            "code": TEACHER_ADAPTER_CODE,
-            "prompt": prompt_version(),
-            # saved in the merged folder's generation_config.json
-            "decoding": [
-                profile.eval.max_new_tokens,
-                profile.eval.no_repeat_ngram_size,
-                profile.eval.repetition_penalty,
-            ],
-        }
-    )[:16]
+    profile = TEACHER_ADAPTER.view(profile)
+    key = TEACHER_ADAPTER.key(profile.profile, {"base": base_version(teacher_base), "data": summary_dataset})
     target = root / key
     train_rows, val_rows = read_split(summary_dataset, "train"), read_split(summary_dataset, "val")
     if not train_rows:
@@ -145,9 +131,10 @@ def teacher_adapter_stage(
             "train_examples": len(train_rows),
             "val_examples": len(val_rows),
         }
+        config = {**profile.settings(), "code_version": TEACHER_ADAPTER.code_version(profile.profile)}
         for sub in ("adapter", "merged"):
             write_model_card(
-                tmp / sub, f"summ-assets teacher ({sub})", lineage, asdict(profile.teacher), metrics
+                tmp / sub, f"summ-assets teacher ({sub})", lineage, config, metrics, final=target / sub
             )
 
     cached_artifact(target, build, log=log, check=check_teacher_adapter)
@@ -186,7 +173,7 @@ def teacher_adapter_stage(
 # --- teacher_logits ----------------------------------------------------------------------------------
 
 
-def _load_teacher(path: str, profile: Profile, dist: Dist) -> Any:
+def _load_teacher(path: str, profile: Profile | ProfileView, dist: Dist) -> Any:
     device = resolve_device(profile.device)
     if device == "cuda" and dist.world_size > 1:
         # data parallel: each rank holds a full copy on its own GPU (not device_map="auto" over all)
@@ -201,7 +188,7 @@ def staging_dir(root: Path, version: str, todo_keys: list[str], num_shards: int)
 
 
 def teacher_logits_stage(
-    profile: Profile,
+    profile: Profile | ProfileView,
     root: Path,
     teacher_adapter: TeacherAdapterRef,
     summary_dataset: str,
@@ -224,6 +211,7 @@ def teacher_logits_stage(
 
     dist = dist or Dist()
     root = Path(root)
+    profile = TEACHER_LOGITS.view(profile)
     tok = AutoTokenizer.from_pretrained(teacher_adapter["merged"])
     spec = cache_spec(profile, teacher_adapter, tok)
     examples = build_examples(
@@ -233,7 +221,7 @@ def teacher_logits_stage(
         profile.data.max_summary_tokens,
     )
     keys = sorted({e["example_key"] for e in examples})
-    version = stable_json_hash({"spec": spec.metadata(), "keys": keys})[:24]
+    version = TEACHER_LOGITS.key(profile.profile, {"spec": spec.metadata(), "keys": keys})
     target = root / version
 
     def check(folder: Path) -> str | None:
