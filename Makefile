@@ -1,7 +1,7 @@
 # summ-assets: two commands on a fresh machine.
 #   make demo   the whole graph, end to end, offline (demo profile, CPU, ~15 min first run)
 #   make test   lint + format check + the test suite (tiny profile)
-#   make eval-full  after make demo: every test example scored (SUMM_EVAL_SCOPE=full)
+#   make eval-full  after make demo: every model on every example (the evaluation_report_full asset)
 SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
@@ -35,7 +35,7 @@ demo: setup
 
 # every test example scored (the README headline); reuses the demo's models and cached generations
 eval-full: setup
-	SUMM_EVAL_SCOPE=full /usr/bin/time -v $(BIN)/summ-assets demo 2> >(tee .eval-full-time.log | grep -E "Elapsed|Maximum resident" >&2)
+	/usr/bin/time -v $(BIN)/summ-assets eval-full 2> >(tee .eval-full-time.log | grep -E "Elapsed|Maximum resident" >&2)
 
 refresh: setup
 	$(BIN)/summ-assets refresh

@@ -298,7 +298,7 @@ def gpu_memory(model, trainer, optimizer, batches, args) -> dict[str, dict]:
 
 
 def encode_prompts(tokenizer: Any, texts: list[str], max_prompt_tokens: int, device: str) -> Any:
-    """Same prompt format and padding as core.generation.summarize_texts."""
+    """Same prompt format and padding as core.decoding.summarize_texts."""
     from summ_assets.core.prompts import prompt_messages
 
     old = tokenizer.padding_side

@@ -30,7 +30,7 @@ def _decode(
     model: object, tok: object, texts: list[str], profile: object, batch: int, tokens: int
 ) -> dict[str, float]:
     """`forced_decode_speed`: decode-only tokens/s (prefill apart), end-to-end tokens/s, prefill s."""
-    from summ_assets.core.generations import forced_decode_speed
+    from summ_assets.core.generation_store import forced_decode_speed
 
     p = replace(profile, eval=replace(profile.eval, speed_batch=batch, speed_tokens=tokens))
     return forced_decode_speed(model, tok, texts, p)

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     from summ_assets.core.early_stopping import rouge_per_example
     from summ_assets.core.examples import build_examples
     from summ_assets.core.gates import ValScores, baseline_gate, regress_gate
-    from summ_assets.core.generations import forced_decode_speed
+    from summ_assets.core.generation_store import forced_decode_speed
     from summ_assets.core.kd import attach_teacher, train_student
     from summ_assets.core.lm import completion_loss_and_bpb
     from summ_assets.core.models import count_parameters, load_causal_lm, prune_layers

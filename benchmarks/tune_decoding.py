@@ -28,8 +28,8 @@ def main(argv: list[str]) -> int:
     from transformers import AutoTokenizer
 
     from summ_assets.core.dataset import read_split
+    from summ_assets.core.decoding import summarize_texts
     from summ_assets.core.degeneration import shares
-    from summ_assets.core.generation import summarize_texts
     from summ_assets.core.lm import set_threads
     from summ_assets.core.metrics import rouge_scores
     from summ_assets.core.models import load_causal_lm

@@ -92,7 +92,7 @@ def main(settings: list[str]) -> None:
     from summ_assets.core.dataset import read_split
     from summ_assets.core.early_stopping import rouge_per_example
     from summ_assets.core.examples import build_examples
-    from summ_assets.core.generations import evaluation_rows
+    from summ_assets.core.generation_store import evaluation_rows
     from summ_assets.core.kd import attach_teacher, train_student
     from summ_assets.core.lm import mean_completion_loss
     from summ_assets.core.models import load_causal_lm

@@ -1,4 +1,5 @@
-"""`summ-assets` command: refresh (stale-only materialization), demo, report, summarize, serve, config."""
+"""`summ-assets` command: refresh (stale-only materialization), demo, eval-full, report, summarize, serve,
+config."""
 
 from __future__ import annotations
 
@@ -16,20 +17,21 @@ def _env() -> None:
     use_offline_env()
 
 
-def latest_report() -> Path | None:
+def latest_report(asset: str = "evaluation_report") -> Path | None:
     import dagster as dg
 
     instance = dg.DagsterInstance.get()
-    ev = instance.get_latest_materialization_event(dg.AssetKey("evaluation_report"))
+    ev = instance.get_latest_materialization_event(dg.AssetKey(asset))
     if ev is None or ev.asset_materialization is None:
         return None
     return Path(ev.asset_materialization.metadata["artifact"].value)
 
 
-def print_report() -> int:
-    path = latest_report()
+def print_report(asset: str = "evaluation_report") -> int:
+    path = latest_report(asset)
     if path is None:
-        print("no evaluation report yet: run `make demo`", file=sys.stderr)
+        make = "make eval-full" if asset == "evaluation_report_full" else "make demo"
+        print(f"no {asset} yet: run `{make}`", file=sys.stderr)
         return 1
     print(f"\nEvaluation report: {path / 'report.md'} (also report.json, predictions.parquet, *.png)\n")
     print((path / "report.md").read_text())
@@ -200,7 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         help="give up waiting for a pool slot or another refresh after SECONDS (default: wait, saying why)",
     )
     sub.add_parser("demo", help="refresh, then print the evaluation report")
-    sub.add_parser("report", help="print the latest evaluation report")
+    sub.add_parser(
+        "eval-full",
+        help="refresh, then score every model on every example (evaluation_report_full) and print it",
+    )
+    rp = sub.add_parser("report", help="print the latest evaluation report")
+    rp.add_argument("--full", action="store_true", help="the full evaluation (make eval-full)")
     sm = sub.add_parser("summarize", help="summarize Markdown/text files section by section")
     sm.add_argument("files", nargs="+", metavar="FILE", help="UTF-8 Markdown or text files")
     sm.add_argument("--model", help="model folder (default: the promoted student)")
@@ -230,9 +237,14 @@ def main(argv: list[str] | None = None) -> int:
         if rc == 0:
             print_report()
         return rc
+    if args.cmd == "eval-full":
+        rc = refresh(extra=("evaluation_report_full",))
+        if rc == 0:
+            print_report("evaluation_report_full")
+        return rc
     if args.cmd == "report":
         _env()
-        return print_report()
+        return print_report("evaluation_report_full" if args.full else "evaluation_report")
     if args.cmd == "summarize":
         return summarize_files(args.files, args.model, args.format, args.output, args.quantize)
     if args.cmd == "serve":

@@ -200,8 +200,14 @@ def check_descriptions() -> dict[str, str]:
     return {spec.name: spec.description or "" for spec in specs}
 
 
-def refresh(dry_run: bool = False, force: tuple[str, ...] = (), wait_timeout: float | None = None) -> int:
-    """Materialize exactly the stale and missing assets (plus `force`); say what is skipped and why."""
+def refresh(
+    dry_run: bool = False,
+    force: tuple[str, ...] = (),
+    wait_timeout: float | None = None,
+    extra: tuple[str, ...] = (),
+) -> int:
+    """Materialize exactly the stale and missing assets (plus `force`); say what is skipped and why.
+    `extra`: on-demand assets (`definitions.ON_DEMAND`) to bring up to date too, after the model half."""
     use_offline_env()
     home = os.environ.get("DAGSTER_HOME")
     if not home:
@@ -212,16 +218,16 @@ def refresh(dry_run: bool = False, force: tuple[str, ...] = (), wait_timeout: fl
         return 2
     try:
         with refresh_lock(Path(home), wait_timeout):
-            return _refresh(dry_run, set(force), wait_timeout)
+            return _refresh(dry_run, set(force), wait_timeout, extra)
     except WaitTimeout as exc:
         say(f"refresh stopped: {exc}")
         return 124
 
 
-def _refresh(dry_run: bool, forced: set[str], wait_timeout: float | None) -> int:
+def _refresh(dry_run: bool, forced: set[str], wait_timeout: float | None, extra: tuple[str, ...] = ()) -> int:
     import dagster as dg
 
-    from summ_assets.definitions import ASSETS, RESOURCES, UNPARTITIONED
+    from summ_assets.definitions import ASSETS, ON_DEMAND, RESOURCES, UNPARTITIONED
     from summ_assets.defs.orphans import checks_local_runs, clean_orphans, free_slots_of_finished_runs
     from summ_assets.defs.partitions import plan_partitions
     from summ_assets.defs.run_failures import result_failure_lines
@@ -232,8 +238,8 @@ def _refresh(dry_run: bool, forced: set[str], wait_timeout: float | None) -> int
     settings = resources["settings"]
     t0 = time.time()
     failures: list[str] = []
-    known = {"teacher_base", "student_base", *UNPARTITIONED}  # per-document assets follow their files
-    unknown = sorted(forced - known)
+    known = {"teacher_base", "student_base", *UNPARTITIONED, *ON_DEMAND}  # documents follow their files
+    unknown = sorted((forced | set(extra)) - known)
     if unknown:
         print(
             f"--force {', '.join(unknown)}: not an unpartitioned asset; choose from {sorted(known)} (a document's "
@@ -335,7 +341,7 @@ def _refresh(dry_run: bool, forced: set[str], wait_timeout: float | None) -> int
 
     # 4. the model half, in dependency order, each only if stale after its upstream ran
     force = {"corpus_manifest"} if (todo or add or drop) else set()
-    ok = run_unpartitioned(list(UNPARTITIONED), force)
+    ok = run_unpartitioned([*UNPARTITIONED, *(k for k in ON_DEMAND if k in extra or k in forced)], force)
     say(
         f"refresh done in {time.time() - t0:.0f}s"
         + (f"; failed: {failures}" if failures else "; all up to date")

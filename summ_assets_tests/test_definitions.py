@@ -33,6 +33,7 @@ def test_definitions_load_and_validate() -> None:
         "baseline_generations",
         "student_base_generations",
         "evaluation_report",
+        "evaluation_report_full",
         "promoted_student",
     }
     by_key = {a.key.to_user_string(): a for a in defs.assets}
@@ -45,8 +46,14 @@ def test_definitions_load_and_validate() -> None:
         "teacher_generations",
         "student_generations",
         "evaluation_report",
+        "evaluation_report_full",
     ):
         assert by_key[key].op.pool == "gpu"
+    # the full evaluation runs only when asked for: no automation condition, not in the model half
+    from summ_assets.definitions import ON_DEMAND, UNPARTITIONED
+
+    assert ON_DEMAND == ("evaluation_report_full",) and "evaluation_report_full" not in UNPARTITIONED
+    assert next(iter(by_key["evaluation_report_full"].specs)).automation_condition is None
     graph = defs.resolve_asset_graph()
     for node in graph.asset_nodes:
         assert node.code_version, f"{node.key} has no code_version"
@@ -98,7 +105,7 @@ def test_every_asset_has_owners_group_kinds_and_description() -> None:
     from summ_assets.defs.common import OWNERS
 
     nodes = list(defs.resolve_asset_graph().asset_nodes)
-    assert len(nodes) == 18
+    assert len(nodes) == 19
     for node in nodes:
         name = node.key.to_user_string()
         assert list(node.owners) == list(OWNERS), f"{name}: owners {node.owners}"

@@ -69,7 +69,7 @@ def test_the_ngram_ban_covers_generated_tokens_only() -> None:
     import torch
     from transformers import NoRepeatNGramLogitsProcessor
 
-    from summ_assets.core.generation import generated_no_repeat
+    from summ_assets.core.decoding import generated_no_repeat
 
     prompt, generated = [5, 6, 8, 9], [5, 6, 7, 1, 5, 6]
     ids = torch.tensor([prompt + generated])

@@ -186,3 +186,20 @@ def test_degeneration_gate_fails_above_its_share_and_names_the_checks() -> None:
     assert not failed.passed and "20% > 10%" in failed.reasons[0] and "digit_run 20%" in failed.reasons[0]
     assert failed.numbers["digit_run_share"] == 0.2
     assert not G.degeneration_gate([], 0.1).passed  # no val: the gate fails with a message
+
+
+def test_the_never_regress_gate_says_when_the_promoted_model_is_the_new_one() -> None:
+    """It used to compare the promoted student with itself and pass on a difference of 0."""
+    scores = G.ValScores({"a": 0.5, "b": 0.4}, {"a": "d1", "b": "d2"})
+    g = G.regress_gate(
+        scores,
+        G.ValScores({}, {}),
+        comparable=(False, "same_model"),
+        margin=0.03,
+        alpha=0.05,
+        n_samples=100,
+        seed=0,
+        sizes={"promoted_version": "v1"},
+    )
+    assert g.passed and "is this student (version v1): it is not compared with itself" in g.reasons[0]
+    assert "mean_diff" not in g.numbers

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from summ_assets.core import generations as GN
+from summ_assets.core import generation_store as GN
 from summ_assets.core.profiles import TINY
 from summ_assets_tests.test_tokenizer_models import tiny_models
 
@@ -74,3 +74,34 @@ def test_evaluation_rows_reads_val_in_full_and_samples_the_test_sets(tmp_path: P
     assert "val" not in GN.model_sets("teacher", tmp_path, ev)
     assert set(GN.model_sets("student", tmp_path, ev)) == set(sets)
     assert set(GN.model_sets("teacher", tmp_path, replace(ev, test_sample=None))) == set(sets)
+
+
+def test_serving_decodes_with_the_settings_saved_in_the_model_folder() -> None:
+    """A model decodes as it was built and evaluated: generation_config.json wins over the profile in
+    force; a plain Hugging Face folder (no summ_* fields) falls back to the profile."""
+    import dataclasses
+
+    from transformers import GenerationConfig
+
+    from summ_assets.core.decoding import saved_decoding
+    from summ_assets.core.profiles import TINY
+
+    built_with = dataclasses.replace(
+        TINY.eval, max_new_tokens=7, no_repeat_ngram_size=3, repetition_penalty=1.2, one_sentence=False
+    )
+    gen = GenerationConfig(
+        max_new_tokens=built_with.max_new_tokens,
+        repetition_penalty=built_with.repetition_penalty,
+        summ_generated_no_repeat_ngram_size=built_with.no_repeat_ngram_size,
+        summ_one_sentence=built_with.one_sentence,
+    )
+    now = TINY.eval  # the profile in force has other settings
+    assert saved_decoding(gen, now) == {
+        "max_new_tokens": 7,
+        "no_repeat_ngram_size": 3,
+        "repetition_penalty": 1.2,
+        "one_sentence": False,
+    }
+    plain = saved_decoding(GenerationConfig(), now)
+    assert plain["no_repeat_ngram_size"] == now.no_repeat_ngram_size
+    assert plain["one_sentence"] == now.one_sentence

@@ -161,13 +161,13 @@ def test_lora_teacher_lowers_val_loss_and_report_exists_everywhere(built) -> Non
 
 def test_no_test_set_reaches_a_sweep_selection_or_gate_path(built) -> None:
     """Every read of a split during the build is logged (SUMM_SPLIT_READ_LOG) with its call stack: the
-    test sets are read only by `core.generations.evaluation_rows`, which feeds generation and scoring
+    test sets are read only by `core.generation_store.evaluation_rows`, which feeds generation and scoring
     (the claims); training, early stopping, selection and the gates read train / val / unlabelled only."""
     _, _, _, art = built
     reads = [json.loads(line) for line in (art.parent / "split_reads.jsonl").read_text().splitlines()]
     test_reads = [r for r in reads if r["split"].startswith("test_")]
     assert test_reads and {r["caller"] for r in test_reads} == {
-        "summ_assets.core.generations.evaluation_rows"
+        "summ_assets.core.generation_store.evaluation_rows"
     }
     decision_code = (
         "summ_assets.core.kd",
@@ -214,22 +214,29 @@ REPORT_GENERATION_ONLY = {
 }
 
 
-def test_each_asset_reads_exactly_what_its_spec_declares(built) -> None:
+def test_each_asset_reads_exactly_what_its_spec_declares(built, monkeypatch: pytest.MonkeyPatch) -> None:
     """A read of an undeclared field fails the run itself (the profile view raises); here the other half:
     every declared field is read by the tiny build, except the branch-only ones named above."""
     from summ_assets.core.spec import RUNTIME
+    from summ_assets.definitions import ASSETS, ON_DEMAND
     from summ_assets.stages.specs import SPECS
 
-    _, _, _, art = built
+    instance, resources, _, art = built
+    # the on-demand assets too (what `make eval-full` runs), recorded into the same log
+    monkeypatch.setenv("SUMM_SPEC_READ_LOG", str(art.parent / "spec_reads.jsonl"))
+    on_demand = [a for a in ASSETS if a.key.to_user_string() in ON_DEMAND]
+    dg.materialize(ASSETS, selection=on_demand, instance=instance, resources=resources)
     reads: dict[str, set[str]] = {}
     for line in (art.parent / "spec_reads.jsonl").read_text().splitlines():
         r = json.loads(line)
         reads.setdefault(r["asset"], set()).add(r["field"])
     assert set(reads) <= set(SPECS)
     for name, spec in SPECS.items():
-        got = reads.get(name, set()) - set(RUNTIME)
+        got = reads.get(name, set()) - set(RUNTIME) - {f for f, _ in spec.fixed}  # pinned: not the profile's
         assert got <= set(spec.declared), f"{name} read undeclared {got - set(spec.declared)}"
         allowed = set(BRANCH_ONLY) | (REPORT_GENERATION_ONLY if name == "evaluation_report" else set())
+        if name == "evaluation_report_full":  # a model loads only for rows the store lacks (tiny: none)
+            allowed |= {"dtype", "eval.batch_size", "eval.speed_batch", "eval.speed_tokens"}
         unread = set(spec.declared) - got - allowed
         assert not unread, f"{name} declares fields the build never read: {sorted(unread)}"
 
@@ -267,6 +274,38 @@ def test_rematerializing_with_same_inputs_keeps_data_versions(built) -> None:
     assert _latest(instance, "summary_dataset").tags["dagster/data_version"] == before
     res = resolver(instance, ASSETS)
     assert status_of(res, "teacher_adapter")[0] == "fresh"
+
+
+def test_the_full_evaluation_is_a_separate_result_and_nothing_is_unsynced_after_both(built) -> None:
+    """`make demo` then `make eval-full`: both reports exist, and no asset is stale or unsynced (the two
+    scopes used to make each other stale through the code versions)."""
+    from summ_assets.definitions import ASSETS, ON_DEMAND
+    from summ_assets.defs.staleness import resolver, status_of
+
+    instance, resources, _, _ = built
+    by_key = {a.key.to_user_string(): a for a in ASSETS}
+    sampled_before = _latest(instance, "evaluation_report").metadata["artifact"].value
+    dg.materialize(
+        ASSETS, selection=[by_key["evaluation_report_full"]], instance=instance, resources=resources
+    )
+    full = _latest(instance, "evaluation_report_full")
+    report = json.loads((Path(full.metadata["artifact"].value) / "report.json").read_text())
+    assert report["scope"] == "full" and set(report["models"]) == {
+        "teacher",
+        "student",
+        "baseline",
+        "student_base",
+    }
+    assert report["sets"]["test_new"]["n"] == report["sets"]["test_new"]["n_total"]
+    # the sampled report is still the latest of its own asset, and nothing is stale
+    assert _latest(instance, "evaluation_report").metadata["artifact"].value == sampled_before
+    res = resolver(instance, ASSETS)
+    keys = ["teacher_base", "student_base", *UNPARTITIONED, *ON_DEMAND]
+    assert {k: status_of(res, k) for k in keys if status_of(res, k)[0] != "fresh"} == {}
+    for key in keys:  # synced: the code version it was built with is the one defined now
+        ev = _latest(instance, key)
+        defined = {k.to_user_string(): v for a in ASSETS for k, v in a.code_versions_by_key.items()}[key]
+        assert ev.tags.get("dagster/code_version") == defined, key
 
 
 @pytest.mark.slow
@@ -714,12 +753,13 @@ def test_a_changed_instruction_trains_the_baseline_into_a_new_folder_with_the_ne
 
     instance, resources, _, _ = built
     by_key = {a.key.to_user_string(): a for a in ASSETS}
+    # the trimmed vocabulary follows the prompt's tokens too (it is rebuilt first)
+    chain = [by_key["student_trimmed_base"], by_key["student_baseline"]]
+    dg.materialize(ASSETS, selection=chain, instance=instance, resources=resources)  # on today's data
     old = _latest(instance, "student_baseline")
     old_path, old_version = old.metadata["artifact"].value, old.tags["dagster/data_version"]
     monkeypatch.setattr(prompts, "INSTRUCTION", "이 절을 한 문장으로 요약해줘: ")
     new_prompt = prompts.prompt_version()
-    # the trimmed vocabulary follows the prompt's tokens too (it is rebuilt first)
-    chain = [by_key["student_trimmed_base"], by_key["student_baseline"]]
     dg.materialize(ASSETS, selection=chain, instance=instance, resources=resources)
     new_path = _latest(instance, "student_baseline").metadata["artifact"].value
     assert new_path != old_path

@@ -131,7 +131,7 @@ def test_lower_layers_never_import_upper_layers_or_dagster() -> None:
 
 
 def test_every_summ_variable_is_read_through_the_registry() -> None:
-    """`SUMM_*` names appear as string literals only in core/env.py (README lists the same registry)."""
+    """`SUMM_*` names appear as string literals only in core/env.py (docs/operations.md lists the same registry)."""
     from summ_assets.core import env
 
     offenders = []
@@ -143,5 +143,8 @@ def test_every_summ_variable_is_read_through_the_registry() -> None:
                 if node.value.startswith("SUMM_") and node.value.rstrip("_").isupper():
                     offenders.append(f"{name}: {node.value!r}")
     assert offenders == []
-    readme = (PKG.parent / "README.md").read_text(encoding="utf-8")
-    assert env.markdown_table() in readme, "README's environment table is out of step with core/env.py"
+    operations = (PKG.parent / "docs" / "operations.md").read_text(encoding="utf-8")
+    assert env.markdown_table() in operations, (
+        "docs/operations.md's environment table is out of step with core/env.py: regenerate it with "
+        '`python -c "from summ_assets.core import env; print(env.markdown_table())"`'
+    )

@@ -208,14 +208,10 @@ def test_profile_travels_to_a_remote_process_and_back() -> None:
         base.profile_from_dict(data)
 
 
-def test_eval_scope_full_scores_every_test_example(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_eval_scope_variable_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The full evaluation is its own asset (evaluation_report_full); no variable changes the profile."""
     monkeypatch.setenv("SUMM_EVAL_SCOPE", "full")
-    assert P.get_profile("demo").eval.test_sample is None
-    monkeypatch.setenv("SUMM_EVAL_SCOPE", "sample")
     assert P.get_profile("demo").eval.test_sample == 8
-    monkeypatch.setenv("SUMM_EVAL_SCOPE", "everything")
-    with pytest.raises(ProfileError, match=r"SUMM_EVAL_SCOPE='everything': choose one of"):
-        P.get_profile("demo")
 
 
 def test_shipped_values_that_docs_settings_explains() -> None:

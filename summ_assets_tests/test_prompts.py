@@ -82,5 +82,6 @@ def test_every_prompt_building_asset_carries_the_prompt_version() -> None:
         "student_generations",
         "baseline_generations",
         "student_base_generations",
+        "evaluation_report_full",
         "evaluation_report",  # it generates the promoted student's val outputs when that is another model
     }

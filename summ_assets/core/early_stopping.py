@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from summ_assets.core.generation import decoding_options, summarize_texts
+from summ_assets.core.decoding import decoding_options, summarize_texts
 from summ_assets.core.metrics import rouge_scores
 from summ_assets.core.profiles import Profile
 

@@ -23,7 +23,6 @@ K8S_IMAGE = "SUMM_K8S_IMAGE"
 K8S_NAMESPACE = "SUMM_K8S_NAMESPACE"
 K8S_GPUS = "SUMM_K8S_GPUS"
 K8S_ARTIFACTS_PVC = "SUMM_K8S_ARTIFACTS_PVC"
-EVAL_SCOPE = "SUMM_EVAL_SCOPE"
 SPLIT_READ_LOG = "SUMM_SPLIT_READ_LOG"
 SPEC_READ_LOG = "SUMM_SPEC_READ_LOG"
 
@@ -45,10 +44,6 @@ VARIABLES: dict[str, tuple[str, str]] = {
     K8S_NAMESPACE: ("", "namespace for the Pipes pods (default: the client's)"),
     K8S_GPUS: ("1", "nvidia.com/gpu per heavy pod"),
     K8S_ARTIFACTS_PVC: ("summ-artifacts", "PVC mounted at the artifacts root in every pod"),
-    EVAL_SCOPE: (
-        "sample",
-        "sample: the profile's fixed test samples | full: every test example (make eval-full)",
-    ),
     SPLIT_READ_LOG: (
         "",
         "append one JSON line per split read (split, caller) to this file: audits that no test set reaches a decision",
@@ -82,8 +77,10 @@ def get_int(name: str) -> int:
 
 
 def markdown_table() -> str:
-    """The README table of every variable (a test keeps README in step with this registry)."""
+    """The docs/operations.md table of every variable (a test keeps it in step with this registry);
+    a `|` inside a cell is escaped so the table renders."""
     rows = "\n".join(
-        f"| `{k}` | `{d}` | {what} |" if d else f"| `{k}` | | {what} |" for k, (d, what) in VARIABLES.items()
+        f"| `{k}` | {f'`{d}`' if d else ''} | {what.replace('|', chr(92) + '|')} |"
+        for k, (d, what) in VARIABLES.items()
     )
     return "| variable | default | what it does |\n|---|---|---|\n" + rows

@@ -112,9 +112,17 @@ def regress_gate(
     training data shares no section with the current val, why not)."""
     name = "student_vs_promoted"
     numbers: dict[str, Any] = {"margin": margin, **(sizes or {})}
+    ok, why = comparable
+    if why == "same_model":
+        version = (sizes or {}).get("promoted_version")
+        return GateResult(
+            name,
+            True,
+            [f"the promoted student is this student (version {version}): it is not compared with itself"],
+            numbers,
+        )
     if promoted is None:
         return GateResult(name, True, ["nothing promoted yet: nothing to regress from"], numbers)
-    ok, why = comparable
     if not ok:
         return GateResult(name, True, [f"not comparable: {why}; the baseline gate decides"], numbers)
     a, b, docs = _paired(new, promoted)

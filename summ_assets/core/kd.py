@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from summ_assets.core import early_stopping
-from summ_assets.core.generation import generation_config
+from summ_assets.core.decoding import generation_config
 from summ_assets.core.lm import (
     completion_logits,
     completion_loss_and_bpb,

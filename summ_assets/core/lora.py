@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from summ_assets.core.generation import generation_config
+from summ_assets.core.decoding import generation_config
 from summ_assets.core.lm import (
     completion_ce,
     completion_loss_and_bpb,

@@ -70,6 +70,12 @@ def write_model_card(
     write_json(Path(folder) / CARD_FILE, card)
 
 
+def card_text(folder: Path) -> str:
+    """The human model card (README.md) of `folder`, for the UI's asset page."""
+    card = Path(folder) / README_FILE
+    return card.read_text(encoding="utf-8") if card.is_file() else f"(no model card in {folder})"
+
+
 def read_model_card(folder: Path) -> dict[str, Any]:
     """The card.json of `folder`: {"title", "lineage", "config", "metrics"}.
 

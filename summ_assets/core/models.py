@@ -102,7 +102,7 @@ TINY_DIMS = {
 
 
 def _generation_config(tokenizer: Any) -> Any:
-    from summ_assets.core.generation import generation_config
+    from summ_assets.core.decoding import generation_config
 
     return generation_config(tokenizer)
 

@@ -49,7 +49,6 @@ TRAIN_MODES: tuple[str, ...] = get_args(TrainMode)
 DIVERGENCES: tuple[str, ...] = get_args(Divergence)
 BASELINE_GATES: tuple[str, ...] = get_args(BaselineGate)
 EVAL_MODELS: tuple[str, ...] = get_args(EvalModel)
-EVAL_SCOPES = ("sample", "full")  # $SUMM_EVAL_SCOPE: the profile's test samples, or every test example
 MEMORY_PATTERN = r"^\d+(\.\d+)?\s*(GiB|MiB|GB|MB)$"  # a size like "20GiB"
 
 Text = Annotated[str, StringConstraints(pattern=r"\S")]
@@ -211,15 +210,15 @@ class EvalConfig:
     permutation_resamples: int = Field(9999, ge=1, description="paired sign-flip test resamples")
     seed: int = Field(0, ge=0, description="seed of resampling and sampling")
     test_sample: int | None = Field(
-        None, ge=1, description="examples scored per test set under SUMM_EVAL_SCOPE=sample (null = all)"
+        None, ge=1, description="examples scored per test set by the sampled evaluation_report (null = all)"
     )
     sample_models: tuple[EvalModel, ...] = Field(
         ("teacher", "student", "baseline", "student_base"),
-        description="the models generated under SUMM_EVAL_SCOPE=sample (all under full)",
+        description="the models the sampled evaluation_report generates (evaluation_report_full: all)",
     )
     sample_val_models: tuple[EvalModel, ...] = Field(
         ("teacher", "student", "baseline", "student_base"),
-        description="... and of those, the ones that also generate val under SUMM_EVAL_SCOPE=sample",
+        description="... and of those, the ones that also generate val for it",
     )
     untuned_val_loss: bool = Field(
         True, description="score the untuned bases' val loss (report reference rows)"
@@ -453,11 +452,6 @@ def effective_profile(name: str | None = None) -> tuple[Profile, dict[str, str]]
     for var, path in ((env.TEACHER_SOURCE, "teacher.source"), (env.STUDENT_SOURCE, "student.source")):
         if value := env.get(var):
             overrides.append((var, path, value))
-    scope = env.get(env.EVAL_SCOPE)
-    if scope not in EVAL_SCOPES:
-        raise ProfileError(f"${env.EVAL_SCOPE}={scope!r}: choose one of {EVAL_SCOPES}")
-    if scope == "full":
-        overrides.append((env.EVAL_SCOPE, "eval.test_sample", None))
     for var, path, value in overrides:
         try:
             profile = _replace(profile, path, value)
@@ -469,8 +463,7 @@ def effective_profile(name: str | None = None) -> tuple[Profile, dict[str, str]]
 
 def get_profile(name: str | None = None) -> Profile:
     """The profile called `name` (a shipped name or a YAML path), or the one $SUMM_PROFILE names
-    (default `demo`), with the environment overrides ($SUMM_TEACHER_SOURCE, $SUMM_STUDENT_SOURCE,
-    $SUMM_EVAL_SCOPE=full) applied."""
+    (default `demo`), with the environment overrides ($SUMM_TEACHER_SOURCE, $SUMM_STUDENT_SOURCE) applied."""
     return effective_profile(name)[0]
 
 

@@ -1,4 +1,4 @@
-"""Evaluation: score cached generations (`core.generations`), compare models with honest statistics
+"""Evaluation: score cached generations (`core.generation_store`), compare models with honest statistics
 (`core.stats`), write Markdown/JSON/PNG/Parquet."""
 
 from __future__ import annotations
@@ -333,6 +333,19 @@ def markdown(report: dict[str, Any], charts_md: str = "") -> str:
             f"{sp['batch']} x {sp['tokens']} |"
         )
     lines.append("")
+    if report.get("ranking"):
+        lines += [
+            "## Ranking (do ROUGE and BERTScore order the models the same way?)",
+            "",
+            "| set | by ROUGE-Lsum | by BERTScore F1 | same order |",
+            "|---|---|---|---|",
+        ]
+        for set_name, r in report["ranking"].items():
+            lines.append(
+                f"| {set_name} | {' > '.join(r['rougeLsum'])} | {' > '.join(r['bertscore'])} | "
+                f"{'yes' if r['same_order'] else '**no**'} |"
+            )
+        lines.append("")
     lines += ["## Gates (val only)", "", "| gate | passed | why |", "|---|---|---|"]
     for g in report["gates"].values():
         lines.append(f"| {g['name']} | {'yes' if g['passed'] else '**no**'} | {'; '.join(g['reasons'])} |")

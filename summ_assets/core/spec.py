@@ -72,14 +72,23 @@ class AssetSpec:
     fields: tuple[str, ...] = ()  # dotted profile fields the body reads
     prompt: bool = False  # builds prompts: the prompt builder's version counts
     decoding: bool = False  # decodes (or saves a generation_config.json): the DECODING fields count
+    # fields this asset pins to a value whatever the profile says, e.g. (("eval.test_sample", None),)
+    fixed: tuple[tuple[str, Any], ...] = ()
 
     @property
     def declared(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(self.fields + (DECODING if self.decoding else ())))
+        """The fields read from the profile (the pinned ones are not: the profile cannot change them)."""
+        pinned = dict(self.fixed)
+        return tuple(
+            f for f in dict.fromkeys(self.fields + (DECODING if self.decoding else ())) if f not in pinned
+        )
 
     def settings(self, profile: Any) -> dict[str, Any]:
-        """The declared fields' values in `profile` (JSON-ready)."""
-        return {f: _jsonable(field_value(profile, f)) for f in self.declared}
+        """The declared fields' values in `profile`, and the pinned ones (JSON-ready)."""
+        return {
+            **{f: _jsonable(field_value(profile, f)) for f in self.declared},
+            **{f: _jsonable(v) for f, v in self.fixed},
+        }
 
     def code_version(self, profile: Any) -> str:
         """Dagster's code version: the tag, the prompt version (when it builds prompts) and a short hash
@@ -89,7 +98,7 @@ class AssetSpec:
             from summ_assets.core.prompts import prompt_version
 
             parts.append(prompt_version())
-        if self.declared:
+        if self.declared or self.fixed:
             parts.append(stable_json_hash(self.settings(profile))[:8])
         return "+".join(parts)
 
@@ -98,7 +107,10 @@ class AssetSpec:
         return stable_json_hash({"spec": self.code_version(profile), "inputs": inputs})[:16]
 
     def view(self, profile: Any) -> ProfileView:
+        """`profile` (or another view's profile) as this spec may read it."""
         if isinstance(profile, ProfileView):
+            if profile.spec == self:
+                return profile
             profile = profile.profile
         return ProfileView(profile, self)
 
@@ -124,6 +136,10 @@ class ProfileView:
         object.__setattr__(self, "_overrides", dict(overrides or {}))
 
     def read(self, path: str) -> Any:
+        pinned = dict(self.spec.fixed)
+        if path in pinned:
+            _record(self.spec.name, path)
+            return pinned[path]
         if path not in RUNTIME and path not in self.spec.declared:
             raise UndeclaredSettingError(
                 f"asset {self.spec.name!r} read the profile field {path!r}, which its spec does not "

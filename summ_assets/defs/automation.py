@@ -5,7 +5,7 @@ import dagster as dg
 
 from summ_assets.core import labels
 from summ_assets.defs import ingest
-from summ_assets.defs.common import DOCUMENTS, GROUPS
+from summ_assets.defs.common import DOCUMENTS, GROUPS, ON_DEMAND_TAG
 from summ_assets.defs.orphans import clean_orphans, free_slots_of_finished_runs
 from summ_assets.defs.partitions import plan_partitions
 from summ_assets.defs.resources import SummSettings
@@ -14,7 +14,8 @@ from summ_assets.defs.resources import SummSettings
 INGEST = dg.AssetSelection.assets(
     *[a for a in dg.load_assets_from_modules([ingest]) if getattr(a, "partitions_def", None) is not None]
 )
-MODEL_HALF = dg.AssetSelection.groups(*GROUPS) - INGEST
+# the on-demand assets (the full evaluation) run only when asked for
+MODEL_HALF = dg.AssetSelection.groups(*GROUPS) - INGEST - dg.AssetSelection.tag(ON_DEMAND_TAG, "true")
 
 ingest_job = dg.define_asset_job("ingest_documents", selection=INGEST, partitions_def=DOCUMENTS)
 train_job = dg.define_asset_job("train_and_evaluate", selection=MODEL_HALF)

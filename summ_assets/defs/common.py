@@ -12,6 +12,8 @@ GPU_POOL = "gpu"
 # Who answers for every asset (shown in the UI's asset pages); applied once in definitions.py.
 OWNERS = ("team:ml-platform",)
 DOCUMENTS = dg.DynamicPartitionsDefinition(name="documents")
+# assets materialized only when asked for (`summ-assets eval-full`): no automation, not in `make demo`
+ON_DEMAND_TAG = "summ_assets/on_demand"
 
 # asset groups (the UI's lanes; automation selects by them)
 MODELS_GROUP = "models"

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from summ_assets.defs.common import EVALUATION_GROUP, GPU_POOL, progress_logger, spec_version
+from summ_assets.defs.common import EVALUATION_GROUP, GPU_POOL, ON_DEMAND_TAG, progress_logger, spec_version
 from summ_assets.defs.resources import ComputeResource, SummSettings
 from summ_assets.defs.stage_io import run_in_process
-from summ_assets.stages.evaluation import evaluation_stage, promote
-from summ_assets.stages.specs import EVALUATION_REPORT, PROMOTED_STUDENT
+from summ_assets.stages.evaluation import evaluation_stage, full_evaluation_stage, promote
+from summ_assets.stages.specs import EVALUATION_REPORT, EVALUATION_REPORT_FULL, PROMOTED_STUDENT
 
 GROUP = EVALUATION_GROUP
 
@@ -58,6 +58,46 @@ def evaluation_report(
     )
 
 
+@dg.asset(
+    group_name=GROUP,
+    pool=GPU_POOL,
+    code_version=spec_version(EVALUATION_REPORT_FULL),
+    kinds={"parquet"},
+    tags={ON_DEMAND_TAG: "true"},
+    description="On demand (`make eval-full`): every model on every example of val and the test sets, "
+    "scored like evaluation_report. A separate result, so the full and the sampled evaluation never make "
+    "each other stale; the README's headline comes from it. Not run by automation or `make demo`.",
+)
+def evaluation_report_full(
+    context: dg.AssetExecutionContext,
+    settings: SummSettings,
+    compute: ComputeResource,
+    summary_dataset: str,
+    teacher_base: dict,
+    teacher_adapter: dict,
+    student_model: dict,
+    student_baseline: dict,
+    student_trimmed_base: dict,
+) -> dg.Output:
+    return run_in_process(
+        full_evaluation_stage,
+        compute.configure(settings.get_profile(), log=context.log),
+        settings.asset_dir("evaluation_report_full"),
+        pointer_path(settings),
+        settings.store_root,
+        summary_dataset,
+        teacher_base,
+        {
+            "teacher": teacher_adapter,
+            "student": student_model,
+            "baseline": student_baseline,
+            "student_base": student_trimmed_base,
+        },
+        progress=progress_logger(context),
+        log=context.log.info,
+    )
+
+
 def gate_result(report: dict, name: str) -> dict:
     """One gate's stored result; a report without it (an old format) fails with a message."""
     g = report.get("gates", {}).get(name)
@@ -72,13 +112,15 @@ def gate_result(report: dict, name: str) -> dict:
 
 
 def _check(evaluation_report: dict, name: str) -> dg.AssetCheckResult:
+    """One stored gate result as a check: its reasons as plain text (shown without a click) and its
+    numbers rounded."""
     g = gate_result(evaluation_report["report"], name)
-    meta: dict[str, object] = {"reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in g["reasons"]))}
+    meta: dict[str, object] = {"reasons": dg.MetadataValue.text("; ".join(g["reasons"]))}
     for k, v in g["numbers"].items():
         if isinstance(v, bool) or isinstance(v, str):
             meta[k] = str(v)
         elif isinstance(v, int | float) and math.isfinite(v):
-            meta[k] = float(v)
+            meta[k] = round(float(v), 4)
     return dg.AssetCheckResult(passed=bool(g["passed"]), metadata=meta)
 
 

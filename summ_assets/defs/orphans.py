@@ -2,10 +2,10 @@
 
 A killed run stays STARTED in the instance and keeps the slot it claimed in pool `gpu`; with one slot,
 every later heavy step then waits forever. Dagster's run monitoring does not notice: the pinned
-Dagster's `DefaultRunLauncher` has no worker health check. So the product checks itself, the same way
+Dagster's `dg.DefaultRunLauncher` has no worker health check. So the product checks itself, the same way
 from the CLI (`summ-assets refresh`, before anything launches) and from a sensor under the daemon:
 
-- a run is *ours to judge* when the instance launches runs on this machine (`DefaultRunLauncher`:
+- a run is *ours to judge* when the instance launches runs on this machine (`dg.DefaultRunLauncher`:
   the CLI's in-process runs and the daemon's subprocess runs alike);
 - its worker is the process that wrote the run's RUN_START event (every Dagster event records its
   pid); the worker is *gone* when no process has that pid, or the process holding it started after
@@ -21,8 +21,6 @@ import time
 from dataclasses import dataclass
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
-from dagster._core.launcher import DefaultRunLauncher
 
 from summ_assets.core.processes import alive_since
 
@@ -49,12 +47,12 @@ class OrphanedRun:
 
 def checks_local_runs(instance: dg.DagsterInstance) -> bool:
     """Whether this instance's runs are processes on this machine (so a pid check means something)."""
-    return isinstance(instance.run_launcher, DefaultRunLauncher)
+    return isinstance(instance.run_launcher, dg.DefaultRunLauncher)
 
 
 def worker_pid(instance: dg.DagsterInstance, run_id: str) -> tuple[int | None, float]:
     """(pid of the run's worker, the time of its RUN_START); (None, 0) before the run started."""
-    recs = instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_START, limit=1).records
+    recs = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_START, limit=1).records
     if not recs:
         return None, 0.0
     entry = recs[0].event_log_entry

@@ -13,7 +13,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import dagster as dg
-from dagster._core.events import DagsterEventType
 
 MAX_LINES = 40
 
@@ -46,7 +45,7 @@ def event_failure_lines(
     events = list(events)
     out: list[str] = []
     for event in events:
-        if event.event_type != DagsterEventType.ASSET_CHECK_EVALUATION:
+        if event.event_type != dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             continue
         ev = event.event_specific_data
         if ev is None or ev.passed:
@@ -77,7 +76,7 @@ def failure_lines(
     cap: int = MAX_LINES,
 ) -> list[str]:
     """`event_failure_lines` of a run read back from the instance (a run of another process)."""
-    kinds = {DagsterEventType.ASSET_CHECK_EVALUATION, DagsterEventType.STEP_FAILURE}
+    kinds = {dg.DagsterEventType.ASSET_CHECK_EVALUATION, dg.DagsterEventType.STEP_FAILURE}
     records = instance.get_records_for_run(run_id, of_type=kinds).records
     return event_failure_lines((r.event_log_entry.dagster_event for r in records), check_descriptions, cap)
 

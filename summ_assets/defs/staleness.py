@@ -1,6 +1,7 @@
 """What is stale? Dagster's own resolver (the one behind the UI's 'Materialize unsynced') on our graph,
 plus the file-content check Dagster cannot do for a materialized source (a changed document)."""
 
+from datetime import datetime, timezone
 from typing import Any
 
 import dagster as dg
@@ -10,11 +11,10 @@ def resolver(instance: dg.DagsterInstance, assets: list) -> object:
     from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView, TemporalContext
     from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
     from dagster._core.definitions.data_version import CachingStaleStatusResolver
-    from dagster._time import get_current_datetime
 
     graph = AssetGraph.from_assets(assets)
     view = AssetGraphView(
-        temporal_context=TemporalContext(effective_dt=get_current_datetime(), last_event_id=None),
+        temporal_context=TemporalContext(effective_dt=datetime.now(timezone.utc), last_event_id=None),
         instance=instance,
         asset_graph=graph,
     )
@@ -59,22 +59,17 @@ def stale_plan(
     descendant of a stale or missing asset will run too once its parent's data version moves, so
     the plan reports it as "pending" naming the upstream.
     """
-    from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+    from summ_assets.defs.graph import parents, toposorted
 
-    graph = AssetGraph.from_assets(assets)
     res = resolver(instance, assets)
+    ups_of = parents(assets)
     plan: dict[str, tuple[str, list[str]]] = {}
-    for key in graph.toposorted_asset_keys:
-        name = key.to_user_string()
+    for name in toposorted(assets):
         if name not in keys:
             continue
         st, causes = status_of(res, name)
         if st == "fresh":
-            ups = [
-                p.to_user_string()
-                for p in graph.get(key).parent_keys
-                if p.to_user_string() in plan and plan[p.to_user_string()][0] != "fresh"
-            ]
+            ups = [p for p in ups_of.get(name, ()) if p in plan and plan[p][0] != "fresh"]
             if ups:
                 st, causes = "pending", [f"upstream {', '.join(sorted(ups))} will change"]
         plan[name] = (st, causes)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from summ_assets.core.chunking import Section, TokenCounter, split_markdown
-from summ_assets.core.generation import saved_decoding, summarize_texts
+from summ_assets.core.decoding import saved_decoding, summarize_texts
 from summ_assets.core.profiles import Profile, get_profile
 from summ_assets.serving.batcher import BatcherClosed, MicroBatcher
 from summ_assets.serving.loader import ServingError, load_model

@@ -19,13 +19,13 @@ from summ_assets.core import metrics as M
 from summ_assets.core import report as R
 from summ_assets.core.artifacts import atomic_write_text, cached_artifact, stable_json_hash
 from summ_assets.core.dataset import read_split
-from summ_assets.core.generations import evaluation_rows, generate_cached
+from summ_assets.core.generation_store import evaluation_rows, generate_cached
 from summ_assets.core.integrity import check_files_exist, check_json, check_parquet_files, first_problem
 from summ_assets.core.profiles import Profile
-from summ_assets.core.spec import ProfileView
+from summ_assets.core.spec import AssetSpec, ProfileView
 from summ_assets.core.splits import EVAL_SETS, SET_ROLES
 from summ_assets.stages.base import Progress, StageResult, meta
-from summ_assets.stages.specs import EVALUATION_REPORT
+from summ_assets.stages.specs import EVALUATION_REPORT, EVALUATION_REPORT_FULL
 
 GENERATIONS = ("teacher", "student", "baseline", "student_base")
 
@@ -91,10 +91,11 @@ def evaluation_stage(
     generations: dict[str, dict[str, Any]],
     progress: Progress | None = None,
     log: Progress | None = None,
+    spec: AssetSpec = EVALUATION_REPORT,
 ) -> StageResult:
     """Score the cached generations (`generations`: model -> its `*_generations` output) on val and the
     test sets, run the gates on val, write `root/<key>/{report.json,report.md,predictions.parquet,...}`."""
-    profile = EVALUATION_REPORT.view(profile)
+    profile = spec.view(profile)
     ev = profile.eval
     gens = dict(generations)
     student_generations = gens["student"]
@@ -106,7 +107,7 @@ def evaluation_stage(
         if ev.test_sample is None
         else f"sample: val in full, the first {ev.test_sample} of each test set"
     )
-    key = EVALUATION_REPORT.key(
+    key = spec.key(
         profile.profile,
         {
             "data": summary_dataset,
@@ -126,8 +127,8 @@ def evaluation_stage(
         if previous and previous.get("version"):
             promoted_info = {k: previous.get(k) for k in ("path", "version", "parameters")}
             if previous["version"] == student["version"]:
-                comparable = (True, "")
-                preds["promoted"] = {k: v for k, v in preds["student"].items() if k[0] == "val"}
+                # the promoted model IS this student: nothing to compare it with (the gate says so)
+                comparable = (False, "same_model")
             elif not previous.get("path") or not Path(previous["path"]).exists():
                 comparable = (False, f"the promoted model's folder is gone ({previous.get('path')})")
             else:
@@ -240,7 +241,7 @@ def evaluation_stage(
             "rouge_tokenizer": scored["rouge_tokenizer"],
             "losses": _losses(gens),
             "eval_config": profile.section("eval"),
-            "code_version": EVALUATION_REPORT.code_version(profile.profile),
+            "code_version": spec.code_version(profile.profile),
             "lineage": {
                 "summary_dataset": summary_dataset,
                 **{m: g["model_path"] for m, g in gens.items()},
@@ -292,6 +293,51 @@ def _losses(gens: dict[str, dict]) -> dict[str, dict[str, float | None]]:
             if name == "baseline":
                 losses["student_base (untuned)"] = base
     return losses
+
+
+def full_evaluation_stage(
+    profile: Profile | ProfileView,
+    root: Path,
+    pointer: Path,
+    store: Path,
+    summary_dataset: str,
+    teacher_base: dict[str, Any],
+    models: dict[str, dict[str, Any]],
+    progress: Progress | None = None,
+    log: Progress | None = None,
+) -> StageResult:
+    """`evaluation_report_full`: every model (`models`: name -> its model asset's output) on every
+    example of val and the test sets, generated through the shared store (rows the sampled evaluation
+    already generated are reused), then scored like the sampled report, into `root/`."""
+    from summ_assets.stages.generations import generations_stage
+
+    view = EVALUATION_REPORT_FULL.view(profile)
+    gens = {
+        name: generations_stage(
+            name,
+            view,
+            Path(root) / "generations" / name,
+            store,
+            summary_dataset,
+            model,
+            progress,
+            log,
+            spec=EVALUATION_REPORT_FULL,
+        ).value
+        for name, model in models.items()
+    }
+    return evaluation_stage(
+        view,
+        root,
+        pointer,
+        store,
+        summary_dataset,
+        teacher_base,
+        gens,
+        progress,
+        log,
+        spec=EVALUATION_REPORT_FULL,
+    )
 
 
 def promote(pointer: Path, report: dict) -> dict:

@@ -1,5 +1,5 @@
 """The `*_generations` stage: one evaluated model's greedy summaries of val and the test sets, through
-the shared generation store (`summ_assets.core.generations`), as one Parquet file (no dagster import).
+the shared generation store (`summ_assets.core.generation_store`), as one Parquet file (no dagster import).
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from summ_assets.core.artifacts import atomic_write_bytes, stable_json_hash
-from summ_assets.core.generations import generate_cached, model_sets
+from summ_assets.core.generation_store import generate_cached, model_sets
 from summ_assets.core.models import base_version
 from summ_assets.core.profiles import Profile
-from summ_assets.core.spec import ProfileView
+from summ_assets.core.spec import AssetSpec, ProfileView
 from summ_assets.stages.base import Progress, StageResult, meta, say
 from summ_assets.stages.specs import GENERATIONS
 
@@ -40,18 +40,20 @@ def generations_stage(
     model: dict[str, Any],
     progress: Progress | None = None,
     log: Progress | None = None,
+    spec: AssetSpec | None = None,
 ) -> StageResult:
-    """`name`'s generations of its sets (`core.generations.model_sets`) in `root/<version>.parquet`;
-    only rows `store` lacks are generated. A model the sample scope leaves out returns a 'skipped' record."""
+    """`name`'s generations of its sets (`core.generation_store.model_sets`) in `root/<version>.parquet`;
+    only rows `store` lacks are generated. A model the sample scope leaves out returns a 'skipped' record.
+    `spec`: the asset whose settings apply (default `<name>_generations`; the full evaluation passes its own)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    spec = GENERATIONS[name]
+    spec = spec or GENERATIONS[name]
     profile = spec.view(profile)
     _, path_of, version_of = MODELS[name]
     ev = profile.eval
     if ev.test_sample is not None and name not in ev.sample_models:
-        why = f"not generated under SUMM_EVAL_SCOPE=sample (eval.sample_models = {list(ev.sample_models)})"
+        why = f"not in the sampled evaluation (eval.sample_models = {list(ev.sample_models)})"
         say(log, f"{name}: {why}; `make eval-full` generates it")
         return StageResult(
             value={"path": None, "model": name, "skipped": why},
@@ -60,7 +62,7 @@ def generations_stage(
         )
     sets = model_sets(name, summary_dataset, ev)
     if "val" not in sets:
-        say(log, f"{name}: val not generated under SUMM_EVAL_SCOPE=sample (eval.sample_val_models)")
+        say(log, f"{name}: val not generated in the sampled evaluation (eval.sample_val_models)")
     got = generate_cached(path_of(model), version_of(model), sets, profile, Path(store), progress)
     version = stable_json_hash(
         {"spec": spec.code_version(profile.profile), "model": got["model"]["version"], "rows": got["rows"]}

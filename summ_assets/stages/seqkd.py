@@ -12,8 +12,8 @@ from typing import Any
 from summ_assets.core import logits_cache as lc
 from summ_assets.core.artifacts import cached_artifact, write_json
 from summ_assets.core.dataset import SplitRow, read_split
+from summ_assets.core.decoding import decoding_options, summarize_texts
 from summ_assets.core.examples import build_examples
-from summ_assets.core.generation import decoding_options, summarize_texts
 from summ_assets.core.integrity import ArtifactError, check_json, check_parquet_files, rebuild_hint, within
 from summ_assets.core.kd import attach_teacher
 from summ_assets.core.lm import set_threads

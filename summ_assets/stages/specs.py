@@ -166,26 +166,41 @@ GENERATIONS = {
     name: AssetSpec(f"{name}_generations", "generations-v3", _GENERATION, prompt=True, decoding=True)
     for name in ("teacher", "student", "baseline", "student_base")
 }
+_REPORT = (
+    "eval.bertscore_model",
+    "eval.bertscore_layer",
+    "eval.bootstrap_samples",
+    "eval.permutation_resamples",
+    "eval.seed",
+    "eval.baseline_gate",
+    "eval.gate_alpha",
+    "eval.regress_margin",
+    "eval.max_empty_share",
+    "eval.max_degenerate_share",
+)
+# the demo's sampled evaluation (the gates and promotion read it): the profile's test samples
 EVALUATION_REPORT = AssetSpec(
     "evaluation_report",
     f"evaluation-report-v3-{EVAL_CODE}",
-    (
-        "eval.bertscore_model",
-        "eval.bertscore_layer",
-        "eval.bootstrap_samples",
-        "eval.permutation_resamples",
-        "eval.seed",
-        "eval.test_sample",
-        "eval.baseline_gate",
-        "eval.gate_alpha",
-        "eval.regress_margin",
-        "eval.max_empty_share",
-        "eval.max_degenerate_share",
-        # the promoted student's val outputs are generated like any model's (when it is not the new one)
-        *_GENERATION,
-    ),
+    # the promoted student's val outputs are generated like any model's (when it is not the new one)
+    (*_REPORT, *_GENERATION),
     prompt=True,
     decoding=True,
+)
+# every model on every example of every set (`make eval-full`): a separate result, so neither scope
+# makes the other stale; the scope settings are pinned, not read
+_FULL = ("eval.test_sample", "eval.sample_models", "eval.sample_val_models")
+EVALUATION_REPORT_FULL = AssetSpec(
+    "evaluation_report_full",
+    f"evaluation-report-full-v1-{EVAL_CODE}",
+    (*_REPORT, *(f for f in _GENERATION if f not in _FULL)),
+    prompt=True,
+    decoding=True,
+    fixed=(
+        ("eval.test_sample", None),
+        ("eval.sample_models", ("teacher", "student", "baseline", "student_base")),
+        ("eval.sample_val_models", ("teacher", "student", "baseline", "student_base")),
+    ),
 )
 PROMOTED_STUDENT = AssetSpec("promoted_student", "promoted-student-v3")
 
@@ -206,6 +221,7 @@ SPECS: dict[str, AssetSpec] = {
         STUDENT_BASELINE,
         *GENERATIONS.values(),
         EVALUATION_REPORT,
+        EVALUATION_REPORT_FULL,
         PROMOTED_STUDENT,
     )
 }

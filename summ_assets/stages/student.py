@@ -19,7 +19,7 @@ from summ_assets.core.dataset import read_split
 from summ_assets.core.examples import build_examples
 from summ_assets.core.integrity import check_json, check_model_folder, first_problem
 from summ_assets.core.kd import attach_teacher, train_student
-from summ_assets.core.modelcard import write_model_card
+from summ_assets.core.modelcard import card_text, write_model_card
 from summ_assets.core.models import base_version, tokenizer_fingerprint
 from summ_assets.core.report import curve_md
 from summ_assets.core.spec import ProfileView
@@ -212,12 +212,7 @@ def student_stage(
             "parameters": meta(int(metrics["parameters"]), "int"),
             "trainable_parameters": meta(int(metrics["trainable_parameters"]), "int"),
             "train_loss_curve": meta(curve_md(metrics["train_loss_curve"], "train loss"), "md"),
-            "model_card": meta(_card_text(target), "md"),
+            "model_card": meta(card_text(target), "md"),
         },
         data_version=version,
     )
-
-
-def _card_text(folder: Path) -> str:
-    card = Path(folder) / "README.md"
-    return card.read_text(encoding="utf-8") if card.exists() else "(no model card)"

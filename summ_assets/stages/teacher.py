@@ -37,7 +37,7 @@ from summ_assets.core.integrity import (
 )
 from summ_assets.core.lm import set_threads
 from summ_assets.core.lora import train_lora_teacher
-from summ_assets.core.modelcard import write_model_card
+from summ_assets.core.modelcard import card_text, write_model_card
 from summ_assets.core.models import base_version, load_causal_lm, resolve_device, tokenizer_fingerprint
 from summ_assets.core.profiles import Profile
 from summ_assets.core.prompts import truncated_share
@@ -150,19 +150,22 @@ def teacher_adapter_stage(
         metadata={
             "artifact": meta(str(target), "path"),
             **(
-                {"base_val_loss": meta(float(metrics["base_val_loss"]), "float")}
+                {"base_val_loss": meta(round(float(metrics["base_val_loss"]), 4), "float")}
                 if metrics["base_val_loss"] == metrics["base_val_loss"]  # not NaN (eval.untuned_val_loss)
                 else {}
             ),
-            "val_loss": meta(float(metrics["val_loss"]), "float"),
-            "val_bits_per_byte": meta(float(metrics.get("val_bits_per_byte", float("nan"))), "float"),
-            "train_seconds": meta(float(metrics["train_seconds"]), "float"),
+            "val_loss": meta(round(float(metrics["val_loss"]), 4), "float"),
+            "val_bits_per_byte": meta(
+                round(float(metrics.get("val_bits_per_byte", float("nan"))), 4), "float"
+            ),
+            "train_seconds": meta(round(float(metrics["train_seconds"]), 1), "float"),
             "steps": meta(int(metrics["steps"]), "int"),
             "trainable_parameters": meta(int(metrics["trainable_parameters"]), "int"),
             "train_loss_curve": meta(curve_md(metrics["train_loss_curve"], "train loss"), "md"),
             "eval_loss_curve": meta(curve_md(metrics["eval_loss_curve"], "eval loss"), "md"),
+            "model_card": meta(card_text(target / "merged"), "md"),
             **{
-                f"prompts_cut/{s}": meta(float(c["share"]), "float")
+                f"prompts_cut/{s}": meta(round(float(c["share"]), 4), "float")
                 for s, c in metrics.get("prompts_cut", {}).items()
             },
         },
@@ -322,7 +325,7 @@ def teacher_logits_stage(
             "reused_examples": meta(len(examples) - len(todo), "int"),
             "positions": meta(stats["positions"], "int"),
             "bytes": meta(stats["bytes"], "int"),
-            "bytes_per_position": meta(float(stats["bytes_per_position"]), "float"),
+            "bytes_per_position": meta(round(float(stats["bytes_per_position"]), 2), "float"),
             "shards": meta(stats["shards"], "int"),
         },
         data_version=version,

@@ -18,7 +18,7 @@ from summ_assets.core.artifacts import cached_artifact, write_json
 from summ_assets.core.dataset import read_split
 from summ_assets.core.examples import build_examples
 from summ_assets.core.integrity import check_files_exist, check_model_folder, first_problem
-from summ_assets.core.modelcard import write_model_card
+from summ_assets.core.modelcard import card_text, write_model_card
 from summ_assets.core.models import base_version
 from summ_assets.core.profiles import Profile
 from summ_assets.core.spec import ProfileView
@@ -127,6 +127,7 @@ def trimmed_base_stage(
             "bytes_saved": meta(int(info["bytes_before"] - info["bytes"]), "int"),
             "val_token_coverage": meta(round(float(cover), 4), "float"),
             "reused": meta(bool(reused), "bool"),
+            "model_card": meta(card_text(target), "md"),
         },
         data_version=kept.version(),
     )

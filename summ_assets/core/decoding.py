@@ -95,7 +95,7 @@ def summarize_texts(
     decoded generation, summary i its `final_summary` (one line; with `one_sentence`, its first
     sentence); ``row_tokens[i]`` = new tokens of generation i up to and including its end-of-turn
     (tokens/s here depends on when the longest row of a batch stops:
-    `core.generations.forced_decode_speed` is the figure to compare models by)."""
+    `core.generation_store.forced_decode_speed` is the figure to compare models by)."""
     import torch
 
     model.eval()

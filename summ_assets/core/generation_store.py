@@ -25,8 +25,8 @@ from typing import Any
 
 from summ_assets.core.artifacts import atomic_write_bytes, stable_json_hash, write_json
 from summ_assets.core.dataset import SplitRow, read_split
+from summ_assets.core.decoding import decoding_options
 from summ_assets.core.degeneration import final_summary
-from summ_assets.core.generation import decoding_options
 from summ_assets.core.prompts import prompt_messages, prompt_version, truncated_share
 from summ_assets.core.splits import EVAL_SETS, TEST_SETS
 
@@ -150,7 +150,7 @@ def generate_cached(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from summ_assets.core.generation import summarize_texts
+    from summ_assets.core.decoding import summarize_texts
     from summ_assets.core.lm import set_threads
     from summ_assets.core.models import count_parameters, load_causal_lm, resolve_device
 
