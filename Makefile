@@ -1,6 +1,7 @@
 # summ-assets: two commands on a fresh machine.
 #   make demo   the whole graph, end to end, offline (demo profile, CPU, ~15 min first run)
-#   make test   lint + format check + the test suite (tiny profile)
+#   make test   lint + format check + the whole test suite (tiny profile; what CI runs)
+#   make test-fast  lint + format check + the unit tests (not marked slow; about 3 min): the edit loop
 #   make eval-full  after make demo: every model on every example (the evaluation_report_full asset)
 SHELL := /bin/bash
 PY ?= python3
@@ -15,7 +16,7 @@ export TRANSFORMERS_VERBOSITY := error
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: demo eval-full test ui refresh report setup lint bench clean-instance
+.PHONY: demo eval-full test test-fast ui refresh report setup lint bench clean-instance
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -49,6 +50,11 @@ lint: $(STAMP)
 
 test: setup lint
 	$(BIN)/python -m pytest -q
+
+test-fast: setup lint
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# the tests not marked slow (no model training, no Dagster materialization, no server)
 
 ui: setup
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

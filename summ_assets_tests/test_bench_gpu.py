@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from summ_assets_tests.conftest import REPO
+from summ_assets_tests.helpers import REPO
 
 SCRIPT = REPO / "benchmarks" / "bench_gpu.py"
 
@@ -42,6 +42,7 @@ def test_peak_table() -> None:
     assert b.peak_tflops("Some Future GPU") is None
 
 
+@pytest.mark.slow  # builds gemma-2 9B and 2B on the meta device
 def test_memory_plan_uses_the_real_architectures() -> None:
     b = _bench()
     total, embed = b.param_counts("gemma-2-9b")
@@ -60,6 +61,7 @@ def test_memory_plan_uses_the_real_architectures() -> None:
     )
 
 
+@pytest.mark.slow  # trains and generates with tiny models, every stage
 def test_every_stage_runs_on_cpu_with_tiny_models(capsys: pytest.CaptureFixture) -> None:
     argv = "--device cpu --teacher tiny --student tiny --prompt-tokens 24 --summary-tokens 8 --lora-batch 2 "
     argv += "--logits-batch 2 --kd-batch 2 --gen-batch 2 --new-tokens 4 --warmup 1 --steps 2 --threads 1"

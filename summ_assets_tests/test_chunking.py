@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from summ_assets.core.chunking import CharCounter, FrontMatterError, split_markdown, split_to_budget
-from summ_assets_tests.conftest import BUNDLED
+from summ_assets_tests.helpers import BUNDLED
 
 
 def _lossless(text: str, doc) -> None:
@@ -69,7 +69,7 @@ def test_ten_thousand_line_section_is_split_and_lossless() -> None:
 
 def test_unbreakable_run_is_cut_at_token_boundaries_never_mid_token() -> None:
     from summ_assets.core.chunking import TokenCounter
-    from summ_assets_tests.test_tokenizer_models import tiny_tokenizer
+    from summ_assets_tests.helpers import tiny_tokenizer
 
     tok = tiny_tokenizer()
     counter = TokenCounter(tok)

@@ -21,8 +21,14 @@ from summ_assets.core.integrity import (
     check_parquet_files,
     check_safetensors_file,
 )
-from summ_assets_tests.test_logits_shards import _spec, dataset_rows, tiny_cache_rows, write_dataset
-from summ_assets_tests.test_tokenizer_models import tiny_models, tiny_tokenizer
+from summ_assets_tests.helpers import cache_spec as _spec
+from summ_assets_tests.helpers import (
+    dataset_rows,
+    tiny_cache_rows,
+    tiny_models,
+    tiny_tokenizer,
+    write_dataset,
+)
 
 
 @pytest.fixture(scope="module")

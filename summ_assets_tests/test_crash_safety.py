@@ -22,7 +22,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from summ_assets_tests.conftest import REPO, copy_corpus
+from summ_assets_tests.helpers import REPO, copy_corpus
+
+pytestmark = pytest.mark.slow  # real Dagster runs, daemons and killed processes (make test only)
 
 DOCS = [f"raw/{p.name}" for p in sorted((REPO / "data" / "raw").glob("ko-*.md"))[:12]] + [
     "eval/similar/ko-feature-store.md",
@@ -132,6 +134,7 @@ def test_two_refreshes_at_once_build_every_asset_once(tmp_path: Path) -> None:
         assert any(m.startswith("Executing steps in process") for m in engine), (run.asset_selection, engine)
 
 
+@pytest.mark.slow
 def test_refresh_prints_every_label_problem_with_its_file_and_line(tmp_path: Path) -> None:
     env = _setup(tmp_path, ["raw/ko-rag-pipeline.md"])
     labels = Path(env["SUMM_DATA"]) / "labels"
@@ -200,6 +203,7 @@ def _live_run_holding_the_gpu_slot(home: str) -> str:
     return run.run_id
 
 
+@pytest.mark.slow
 def test_a_step_waiting_for_the_pool_names_the_holder_and_wait_timeout_ends_the_wait(tmp_path: Path) -> None:
     env = _setup(tmp_path, ["raw/ko-rag-pipeline.md", "raw/ko-git-branching.md"])
     holder = _live_run_holding_the_gpu_slot(env["DAGSTER_HOME"])

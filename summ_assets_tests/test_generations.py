@@ -8,7 +8,7 @@ from pathlib import Path
 
 from summ_assets.core import generation_store as GN
 from summ_assets.core.profiles import TINY
-from summ_assets_tests.test_tokenizer_models import tiny_models
+from summ_assets_tests.helpers import tiny_models
 
 
 def _rows(n: int, prefix: str = "s") -> list[dict]:

@@ -13,17 +13,17 @@ import pytest
 
 from summ_assets.definitions import UNPARTITIONED
 from summ_assets.defs import automation
-from summ_assets_tests.conftest import REPO, copy_corpus, ingest_partition
+from summ_assets_tests.helpers import (
+    BUNDLED,
+    REPO,
+    copy_corpus,
+    graph_resources,
+    ingest_partition,
+    network_blocked,
+)
 
-
-def _resources(data: Path, art: Path) -> dict:
-    from summ_assets.defs.resources import ComputeResource, SummSettings
-
-    return {
-        "settings": SummSettings(profile="tiny", data_dir=str(data), artifacts_dir=str(art)),
-        "compute": ComputeResource(device="cpu", threads=1),
-        "io_manager": dg.FilesystemIOManager(base_dir=str(art / "_dagster_io")),
-    }
+# the whole tiny graph materialized once per module (`built`), then automation ticks and re-runs on it
+pytestmark = pytest.mark.slow
 
 
 def materialize_everything(instance: dg.DagsterInstance, resources: dict, data: Path) -> list[str]:
@@ -56,29 +56,16 @@ def built(tmp_path_factory: pytest.TempPathFactory):
     # a persistent SQLite instance in a temp folder: what DAGSTER_HOME=<tmp> gives the CLI and daemon
     (tmp / "dagster_home").mkdir()
     instance = dg.DagsterInstance.local_temp(str(tmp / "dagster_home"))
-    resources = _resources(data, art)
-    import socket
-
-    real = socket.socket.connect
-
-    def guarded(self, address):
-        host = address[0] if isinstance(address, tuple) else str(address)
-        if isinstance(host, str) and (
-            host.startswith("127.") or host in ("localhost", "::1") or host.startswith("/")
-        ):
-            return real(self, address)
-        raise RuntimeError(f"network access attempted: {address}")
-
-    socket.socket.connect = guarded
+    resources = graph_resources(data, art)
     # audit every split read of the build (test_no_test_set_reaches_a_decision)
     os.environ["SUMM_SPLIT_READ_LOG"] = str(tmp / "split_reads.jsonl")
     # record every profile field each asset reads (test_each_asset_reads_exactly_what_its_spec_declares)
     os.environ["SUMM_SPEC_READ_LOG"] = str(tmp / "spec_reads.jsonl")
     try:
         assert os.environ["HF_HUB_OFFLINE"] == "1"
-        materialize_everything(instance, resources, data)
+        with network_blocked():
+            materialize_everything(instance, resources, data)
     finally:
-        socket.socket.connect = real
         del os.environ["SUMM_SPLIT_READ_LOG"]
         del os.environ["SUMM_SPEC_READ_LOG"]
     return instance, resources, data, art
@@ -308,7 +295,6 @@ def test_the_full_evaluation_is_a_separate_result_and_nothing_is_unsynced_after_
         assert ev.tags.get("dagster/code_version") == defined, key
 
 
-@pytest.mark.slow
 def test_cli_refresh_end_to_end_then_second_run_skips_everything(tmp_path: Path) -> None:
     data = copy_corpus(
         tmp_path / "data",
@@ -484,8 +470,6 @@ def _materializations_since(
 
 
 def _label_lines(doc: str) -> list[str]:
-    from summ_assets_tests.conftest import BUNDLED
-
     return [
         ln
         for f in sorted((BUNDLED / "labels").glob("*.jsonl"))
@@ -495,8 +479,6 @@ def _label_lines(doc: str) -> list[str]:
 
 
 def _add_document_with_labels(data: Path, doc: str) -> int:
-    from summ_assets_tests.conftest import BUNDLED
-
     (data / doc).write_bytes((BUNDLED / doc).read_bytes())
     lines = _label_lines(doc)
     with open(data / "labels" / "labels.jsonl", "a", encoding="utf-8") as fh:

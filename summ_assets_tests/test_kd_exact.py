@@ -220,8 +220,8 @@ def test_student_gradient_accumulation_equals_one_large_batch(tmp_path: Path, mo
 
     from summ_assets.core import kd
     from summ_assets.core import logits_cache as lc
-    from summ_assets_tests.test_tokenizer_models import tiny_models
-    from summ_assets_tests.test_training import _examples
+    from summ_assets_tests.helpers import examples as _examples
+    from summ_assets_tests.helpers import tiny_models
 
     t_dir, s_dir = tiny_models()
     train = _examples(s_dir, ROWS)[:4]
@@ -251,7 +251,7 @@ def test_student_gradient_accumulation_equals_one_large_batch(tmp_path: Path, mo
 
 def test_teacher_gradient_accumulation_equals_one_large_batch(tmp_path: Path, monkeypatch) -> None:
     from summ_assets.core import lora
-    from summ_assets_tests.test_tokenizer_models import tiny_models
+    from summ_assets_tests.helpers import tiny_models
 
     t_dir, _ = tiny_models()
     grads = {}

@@ -146,7 +146,7 @@ def test_bundled_corpus_gives_val_and_every_test_set_at_least_40_examples() -> N
     from summ_assets.core.dataset import split_rows
     from summ_assets.core.documents import discover, read_document
     from summ_assets.core.profiles import DEMO
-    from summ_assets_tests.conftest import BUNDLED
+    from summ_assets_tests.helpers import BUNDLED
 
     sections = []
     for doc_id in discover(BUNDLED).values():
@@ -162,7 +162,7 @@ def test_bundled_labels_all_match_the_bundled_corpus() -> None:
     """The corpus we ship is consistent: every label matches exactly one section (demo-profile chunking)."""
     from summ_assets.core.chunking import CharCounter, split_markdown
     from summ_assets.core.documents import discover, read_document
-    from summ_assets_tests.conftest import BUNDLED
+    from summ_assets_tests.helpers import BUNDLED
 
     sections, docs = [], set()
     for doc_id in discover(BUNDLED).values():

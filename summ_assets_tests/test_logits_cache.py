@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from summ_assets.core import logits_cache as lc
-from summ_assets_tests.test_tokenizer_models import tiny_models, tiny_tokenizer
+from summ_assets_tests.helpers import tiny_models, tiny_tokenizer
 
 
 def _spec(tok_hash: str = "tok", mode: str = "topk") -> lc.CacheSpec:

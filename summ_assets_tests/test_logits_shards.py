@@ -11,60 +11,13 @@ from pathlib import Path
 import pytest
 
 from summ_assets.core import logits_cache as lc
-from summ_assets_tests.test_tokenizer_models import tiny_models, tiny_tokenizer
-
-N_EXAMPLES = 14
-
-
-def dataset_rows(n: int = N_EXAMPLES) -> list[dict]:
-    topics = ["검색 단계", "색인 구조", "배포 절차", "로그 수집", "권한 관리", "캐시 정책", "모델 평가"]
-    return [
-        {
-            "section_id": f"doc-{i // 3}#s{i}",
-            "text": f"{topics[i % len(topics)]}에 대한 설명이다. 항목 {i}은 세부 사항을 다룬다. "
-            * (1 + i % 3),
-            "summary": f"{topics[i % len(topics)]}의 요점 {i}을 정리한다.",
-        }
-        for i in range(n)
-    ]
-
-
-def write_dataset(folder: Path, n: int = N_EXAMPLES) -> str:
-    """A `summary_dataset` folder (train/val Parquet) of synthetic labelled sections."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = dataset_rows(n + 4)
-    pq.write_table(pa.Table.from_pylist(rows[:n]), folder / "train.parquet")
-    pq.write_table(pa.Table.from_pylist(rows[n:]), folder / "val.parquet")
-    return str(folder)
-
-
-def _spec(teacher: str = "teach") -> lc.CacheSpec:
-    return lc.CacheSpec(
-        mode="topk",
-        k=8,
-        n_samples=16,
-        teacher_fingerprint=teacher,
-        tokenizer_hash="tok",
-        chat_template_hash="tpl",
-    )
-
-
-def tiny_cache_rows(n: int = N_EXAMPLES, batch_size: int = 1) -> list[dict]:
-    """Teacher rows of the tiny teacher for the first `n` dataset examples (batch 1: the values do not
-    depend on how examples are batched)."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from summ_assets.core.examples import build_examples
-
-    t_dir, _ = tiny_models()
-    torch.set_num_threads(1)
-    model = AutoModelForCausalLM.from_pretrained(t_dir, dtype=torch.float32)
-    examples = build_examples(dataset_rows(n), tiny_tokenizer(), 64, 16)
-    return lc.capture(model, examples, _spec(), pad_id=0, batch_size=batch_size)
+from summ_assets_tests.helpers import (
+    N_EXAMPLES,
+    tiny_cache_rows,
+    tiny_models,
+    write_dataset,
+)
+from summ_assets_tests.helpers import cache_spec as _spec
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from summ_assets.core.chunking import CharCounter, FrontMatterError, split_markdown
 from summ_assets.core.markup import clean_heading, clean_text
-from summ_assets_tests.conftest import BUNDLED
+from summ_assets_tests.helpers import BUNDLED
 
 
 def _paths(text: str) -> list[str]:

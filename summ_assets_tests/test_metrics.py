@@ -321,23 +321,6 @@ def test_middle_layer_reads_nested_text_config(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def test_bootstrap_ci_deterministic_and_contains_mean() -> None:
-    values = np.random.default_rng(1).normal(0.4, 0.1, size=200)
-    a = M.bootstrap_ci(values, n_samples=500, seed=3)
-    b = M.bootstrap_ci(values.tolist(), n_samples=500, seed=3)
-    assert a == b
-    mean, low, high = a
-    assert mean == pytest.approx(values.mean())
-    assert low < mean < high
-    assert high - low < 0.06  # ~ 2 * 1.96 * 0.1 / sqrt(200) = 0.028
-    assert M.bootstrap_ci(values, n_samples=500, seed=4) != a
-    _, low99, high99 = M.bootstrap_ci(values, n_samples=500, seed=3, alpha=0.01)
-    assert low99 <= low and high99 >= high
-    assert M.bootstrap_ci([0.5]) == (0.5, 0.5, 0.5)
-    with pytest.raises(ValueError):
-        M.bootstrap_ci([])
-
-
 def test_output_stats() -> None:
     stats = M.output_stats(["회의는 세 시입니다.", "  ", "회의는 세 시에 열립니다. 모두 참석하세요!", "abcd"])
     assert stats["n"] == 4

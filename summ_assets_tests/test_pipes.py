@@ -12,10 +12,9 @@ import dagster as dg
 import pytest
 
 from summ_assets.core import logits_cache as lc
-from summ_assets_tests.test_logits_shards import N_EXAMPLES, write_dataset
-from summ_assets_tests.test_tokenizer_models import tiny_models
+from summ_assets_tests.helpers import N_EXAMPLES, tiny_models, write_dataset
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*is currently in preview:Warning")
+pytestmark = [pytest.mark.filterwarnings("ignore:.*is currently in preview:Warning"), pytest.mark.slow]
 
 
 def _stub_upstream(t_dir: Path, dataset: str) -> list[dg.AssetsDefinition]:
@@ -134,6 +133,7 @@ def test_switch_swaps_the_heavy_assets_and_keeps_their_identity(monkeypatch: pyt
         pipes.launcher()
 
 
+@pytest.mark.slow
 def test_teacher_logits_through_pipes_equal_in_process(inputs, in_process) -> None:
     from summ_assets.defs.pipes import teacher_logits_pipes
 
@@ -167,6 +167,7 @@ def test_teacher_logits_through_pipes_equal_in_process(inputs, in_process) -> No
     write_dataset(Path(dataset), N_EXAMPLES)
 
 
+@pytest.mark.slow
 def test_torchrun_ranks_score_shards_and_rank0_merges(
     inputs, in_process, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -190,6 +191,7 @@ def test_torchrun_ranks_score_shards_and_rank0_merges(
         assert a[key]["token_ids"][0] == b[key]["token_ids"][0]
 
 
+@pytest.mark.slow
 def test_teacher_adapter_through_pipes_equals_in_process(inputs) -> None:
     from summ_assets.defs.pipes import teacher_adapter_pipes
     from summ_assets.defs.teacher import teacher_adapter

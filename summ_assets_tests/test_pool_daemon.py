@@ -28,7 +28,9 @@ import dagster as dg
 import pytest
 import yaml
 
-from summ_assets_tests.conftest import REPO, copy_corpus, ingest_partition
+from summ_assets_tests.helpers import REPO, copy_corpus, ingest_partition
+
+pytestmark = pytest.mark.slow  # real Dagster runs, daemons and killed processes (make test only)
 
 DOCS = ["raw/ko-rag-pipeline.md", "raw/ko-git-branching.md"]
 HEAVY = ("teacher_adapter", "student_baseline")  # both in pool "gpu", both need only summary_dataset

@@ -10,7 +10,7 @@ from summ_assets.core.prompts import (
     prompt_version,
     truncated_share,
 )
-from summ_assets_tests.test_tokenizer_models import tiny_tokenizer
+from summ_assets_tests.helpers import tiny_tokenizer
 
 
 def _count(ids: list[int], tok, token: str) -> int:

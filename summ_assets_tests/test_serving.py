@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from summ_assets_tests.conftest import BUNDLED, REPO
-from summ_assets_tests.test_tokenizer_models import tiny_models
+from summ_assets_tests.helpers import BUNDLED, REPO, tiny_models
 
 DOC = BUNDLED / "raw" / "ko-rag-pipeline.md"
 ROOT = "RAG 파이프라인 설계"

@@ -1,33 +1,11 @@
 from __future__ import annotations
 
-import functools
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from summ_assets.core.prompts import encode_example, encode_prompt
-from summ_assets_tests.conftest import BUNDLED
-
-_TMP = Path(tempfile.mkdtemp(prefix="summ-tok-"))
-
-
-@functools.lru_cache(maxsize=1)
-def tiny_tokenizer():
-    from summ_assets.core.models import train_tiny_tokenizer
-
-    texts = [p.read_text(encoding="utf-8") for p in sorted((BUNDLED / "raw").glob("*.md"))[:12]]
-    return train_tiny_tokenizer(texts, _TMP / "tok")
-
-
-@functools.lru_cache(maxsize=1)
-def tiny_models() -> tuple[Path, Path]:
-    from summ_assets.core.models import build_tiny_model
-
-    tiny_tokenizer()
-    build_tiny_model("teacher", _TMP / "tok", _TMP / "teacher")
-    build_tiny_model("student", _TMP / "tok", _TMP / "student")
-    return _TMP / "teacher", _TMP / "student"
+from summ_assets_tests.helpers import tiny_models, tiny_tokenizer
 
 
 def test_tokenizer_round_trips_korean_and_has_gemma_specials() -> None:

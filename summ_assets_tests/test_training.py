@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from summ_assets.core.profiles import TINY
-from summ_assets_tests.test_tokenizer_models import tiny_models
+from summ_assets_tests.helpers import examples as _examples
+from summ_assets_tests.helpers import tiny_models
 
 ROWS = [
     {
@@ -58,14 +59,6 @@ def crash_at_step(trainer_cls_factory, step: int):
         return Crashing
 
     return factory
-
-
-def _examples(tok_dir: Path, rows: list[dict]) -> list[dict]:
-    from transformers import AutoTokenizer
-
-    from summ_assets.core.examples import build_examples
-
-    return build_examples(rows, AutoTokenizer.from_pretrained(tok_dir), 64, 16)
 
 
 def test_teacher_training_resumes_from_the_last_checkpoint_after_a_crash(tmp_path: Path, monkeypatch) -> None:

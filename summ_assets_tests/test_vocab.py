@@ -23,8 +23,7 @@ from summ_assets.core.vocab import (
     trim_model,
     trim_tokenizer,
 )
-from summ_assets_tests.conftest import BUNDLED
-from summ_assets_tests.test_tokenizer_models import tiny_models, tiny_tokenizer
+from summ_assets_tests.helpers import BUNDLED, tiny_models, tiny_tokenizer
 
 _TMP = Path(tempfile.mkdtemp(prefix="summ-vocab-"))
 

@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from summ_assets.core.dataset import read_split
 from summ_assets.core.documents import discover
-from summ_assets_tests.conftest import copy_corpus, ingest_partition
-from summ_assets_tests.test_graph_e2e import _resources
+from summ_assets_tests.helpers import copy_corpus, ingest_partition
+from summ_assets_tests.helpers import graph_resources as _resources
+
+pytestmark = pytest.mark.slow  # materializes the trimmed student base on a Dagster instance
 
 
 def _build(instance: dg.DagsterInstance, resources: dict, data: Path) -> dg.AssetMaterialization:

@@ -73,7 +73,6 @@ __all__ = [
     "KiwiMorphTokenizer",
     "WhitespaceTokenizer",
     "bertscore_nonempty",
-    "bootstrap_ci",
     "clear_caches",
     "get_kiwi",
     "get_tokenizer",
@@ -706,45 +705,6 @@ def sanity_problems(
             f"(value {v:+.4f}): unrelated pairs should rescale to ~0; the baseline does not fit these texts"
         )
     return problems
-
-
-# --------------------------------------------------------------------------------------------------
-# Bootstrap
-# --------------------------------------------------------------------------------------------------
-
-
-def _bootstrap_means(x: np.ndarray, n_samples: int, seed: int) -> np.ndarray:
-    """Means of `n_samples` resamples (with replacement) of `x`; memory bounded by chunking."""
-    rng = np.random.default_rng(seed)
-    n = x.shape[0]
-    chunk = max(1, min(n_samples, 2_000_000 // max(n, 1)))
-    means = np.empty(n_samples, dtype=np.float64)
-    for start in range(0, n_samples, chunk):
-        k = min(chunk, n_samples - start)
-        idx = rng.integers(0, n, size=(k, n))
-        means[start : start + k] = x[idx].mean(axis=1)
-    return means
-
-
-def _as_1d(values: Sequence[float] | np.ndarray, what: str) -> np.ndarray:
-    x = np.asarray(values, dtype=np.float64).reshape(-1)
-    if x.size == 0:
-        raise ValueError(f"{what} is empty")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{what} contains NaN or inf")
-    return x
-
-
-def bootstrap_ci(
-    values: Sequence[float] | np.ndarray, n_samples: int = 1000, seed: int = 0, alpha: float = 0.05
-) -> tuple[float, float, float]:
-    """(mean, low, high): sample mean and percentile-bootstrap ``1 - alpha`` interval (deterministic)."""
-    x = _as_1d(values, "values")
-    if n_samples < 1 or not 0.0 < alpha < 1.0:
-        raise ValueError("n_samples must be >= 1 and 0 < alpha < 1")
-    means = _bootstrap_means(x, n_samples, seed)
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(x.mean()), float(low), float(high)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -29,14 +29,6 @@ class TeacherAdapterRef(TypedDict):
     version: str
 
 
-class LogitCacheRef(TypedDict):
-    """`teacher_logits`: a folder of Parquet shards and the capture spec they share."""
-
-    path: str
-    spec: dict[str, Any]
-    version: str
-
-
 class PseudoSummariesRef(TypedDict):
     """`teacher_pseudo_summaries`: teacher summaries of unlabelled sections + their cached log-probs."""
 
@@ -44,18 +36,3 @@ class PseudoSummariesRef(TypedDict):
     n: int
     version: str
     spec: dict[str, Any] | None
-
-
-class StudentRef(TypedDict):
-    """`student_model` / `student_baseline`: a trained student folder."""
-
-    path: str
-    version: str
-    alpha: float
-
-
-class ReportRef(TypedDict):
-    """`evaluation_report`: the report folder and its parsed report.json."""
-
-    path: str
-    report: dict[str, Any]
