@@ -1,5 +1,5 @@
-"""`summ-assets` command: refresh (stale-only materialization), demo, eval-full, report, summarize, serve,
-config."""
+"""`summ-assets` command: refresh (stale-only materialization), demo, eval-full, report, summarize,
+compare, serve, config."""
 
 from __future__ import annotations
 
@@ -166,6 +166,154 @@ def serve_http(
     return 0
 
 
+FAIL_ON_CHOICES = ("added", "removed", "edited", "moved", "renamed")
+
+
+def _fail_on(value: str) -> tuple[str, ...]:
+    items = tuple(v.strip() for v in value.split(",") if v.strip())
+    bad = [v for v in items if v not in FAIL_ON_CHOICES]
+    if bad or not items:
+        raise argparse.ArgumentTypeError(f"{value!r}: a comma-separated list of {', '.join(FAIL_ON_CHOICES)}")
+    return items
+
+
+def _compare_pairs(old: str, new: str) -> list[tuple[str, Path | None, Path | None]]:
+    """(label, old file | None, new file | None): one pair of files, or two folders paired by relative
+    path (a file on one side only is compared with nothing: all added or all removed)."""
+    from summ_assets.core.documents import EXTENSIONS, DocumentError
+
+    po, pn = Path(old), Path(new)
+    if po.is_dir() != pn.is_dir() and po.exists() and pn.exists():
+        raise DocumentError(f"{old} and {new}: give two files or two folders, not one of each")
+    if not po.is_dir():
+        return [(f"{old} → {new}", po, pn)]
+
+    def listing(root: Path) -> dict[str, Path]:
+        return {
+            p.relative_to(root).as_posix(): p
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")
+        }
+
+    a, b = listing(po), listing(pn)
+    if not a and not b:
+        raise DocumentError(
+            f"{old} and {new}: no Markdown or text files ({', '.join(EXTENSIONS)}) in either folder"
+        )
+    return [(name, a.get(name), b.get(name)) for name in sorted(set(a) | set(b))]
+
+
+def compare_paths(
+    old: str,
+    new: str,
+    fmt: str = "md",
+    output: str | None = None,
+    model: str | None = None,
+    no_summaries: bool = False,
+    fail_on: tuple[str, ...] = (),
+    quantize: str | None = None,
+    cache_dir: str | None = None,
+) -> int:
+    """Compare two versions (files or folders): aligned sections, what changed, and the student's
+    summary of both versions of every changed section. Exit 1 when a section matches `fail_on`."""
+    _env()
+    from summ_assets.core.chunking import FrontMatterError
+    from summ_assets.core.documents import DocumentError
+    from summ_assets.core.profiles import get_profile
+    from summ_assets.serving import ServingError, Summarizer, read_input_file, resolve_model_path
+    from summ_assets.serving.compare import (
+        compare_documents,
+        counts_line,
+        plan_comparison,
+        render_html,
+        render_json,
+        render_markdown,
+    )
+
+    profile = get_profile()
+    docs: list[tuple[str, str, str, str, str]] = []  # label, old name, old text, new name, new text
+    try:
+        for label, po, pn in _compare_pairs(old, new):
+            ot = read_input_file(po, profile.data.max_file_bytes) if po else ""
+            nt = read_input_file(pn, profile.data.max_file_bytes) if pn else ""
+            docs.append((label, str(po) if po else "", ot, str(pn) if pn else "", nt))
+        # the alignment alone first: broken front matter fails before a model loads, and a model
+        # loads only when some section changed
+        needs_model = any(
+            p.status != "unchanged"
+            for _, on, ot, nn, nt in docs
+            for p in plan_comparison(ot, nt, old_source=on or "old", new_source=nn or "new").alignment.pairs
+        )
+    except (DocumentError, FrontMatterError) as exc:
+        return _fail("compare", str(exc))
+    summ = None
+    if needs_model and not no_summaries:
+        try:
+            summ = Summarizer(resolve_model_path(model), profile=profile, quantize=quantize)
+        except ServingError as exc:
+            if model is not None:
+                return _fail("compare", str(exc))
+            print(f"summ-assets compare: no summaries ({exc}); comparing the sections alone", file=sys.stderr)
+    results = []
+    try:
+        for label, on, ot, nn, nt in docs:
+            r = compare_documents(ot, nt, summ, cache_dir, old_source=on or "old", new_source=nn or "new")
+            results.append((label, on, ot, nn, nt, r))
+    except FrontMatterError as exc:
+        return _fail("compare", str(exc))
+    finally:
+        if summ is not None:
+            summ.close()
+
+    single = len(results) == 1 and not Path(old).is_dir()
+    if fmt == "json":
+        files = [{"old_file": on or None, "new_file": nn or None, **r} for _, on, _, nn, _, r in results]
+        if single:
+            text_out = render_json(files[0])
+        else:
+            total: dict[str, int] = {}
+            for f in files:
+                for k, v in f["counts"].items():
+                    total[k] = total.get(k, 0) + v
+            text_out = render_json({"documents": files, "counts": total})
+    elif fmt == "html":
+        text_out = render_html(
+            [
+                {"title": label, "result": r, "old_text": ot, "new_text": nt}
+                for label, _, ot, _, nt, r in results
+            ],
+            title=f"compare {old} → {new}",
+        )
+    else:
+        text_out = "\n".join(render_markdown(r, label) for label, *_, r in results)
+    if output:
+        Path(output).write_text(text_out, encoding="utf-8")
+    else:
+        sys.stdout.write(text_out)
+        sys.stdout.flush()
+    generated = sum(r["summaries"]["generated"] for *_, r in results)
+    cached = sum(r["summaries"]["cached"] for *_, r in results)
+    if not single:
+        for label, *_, r in results:
+            print(f"{label}: {counts_line(r)}", file=sys.stderr)
+    print(
+        f"{len(results)} document{'s' if len(results) != 1 else ''} compared; summaries: "
+        + (f"{generated} generated, {cached} from the cache (model {summ.path})" if summ else "none"),
+        file=sys.stderr,
+    )
+    flags = {"moved": "moved", "renamed": "heading_changed"}
+    hits = sum(
+        1
+        for *_, r in results
+        for row in r["sections"]
+        if row["status"] in fail_on or any(row[flags[f]] for f in fail_on if f in flags)
+    )
+    if hits:
+        print(f"summ-assets compare: {hits} section(s) {'/'.join(fail_on)} (--fail-on)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def config_show(profile: str | None = None) -> int:
     """Print the effective profile as YAML: every field, its meaning and where its value came from."""
     from summ_assets.core.profiles import ProfileError, effective_profile, to_yaml
@@ -223,6 +371,24 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=None, help="seconds per request before 504 (default 120)"
     )
     sv.add_argument("--quantize", choices=("int8", "8bit", "4bit"), help="int8: CPU dynamic; 8bit/4bit: CUDA")
+    cp = sub.add_parser(
+        "compare", help="what changed between two versions of a document (or two folders, paired by name)"
+    )
+    cp.add_argument("old", metavar="OLD", help="the old version: a file, or a folder")
+    cp.add_argument("new", metavar="NEW", help="the new version: a file, or a folder (files paired by name)")
+    cp.add_argument("--format", choices=("md", "json", "html"), default="md", help="output format (md)")
+    cp.add_argument("--output", help="write here instead of stdout")
+    cp.add_argument("--model", help="model folder for the summaries (default: the promoted student)")
+    cp.add_argument("--no-summaries", action="store_true", help="the alignment alone: load no model")
+    cp.add_argument(
+        "--fail-on",
+        type=_fail_on,
+        default=(),
+        metavar="STATUSES",
+        help="exit 1 when a section has one of these (comma-separated: added,removed,edited,moved,renamed)",
+    )
+    cp.add_argument("--quantize", choices=("int8", "8bit", "4bit"), help="int8: CPU dynamic; 8bit/4bit: CUDA")
+    cp.add_argument("--cache-dir", help="summary cache folder (default: <artifacts>/summary_cache)")
     cf = sub.add_parser("config", help="inspect the profile in force")
     cf_sub = cf.add_subparsers(dest="config_cmd", required=True)
     cs = cf_sub.add_parser("show", help="print the effective profile and where each value came from")
@@ -247,6 +413,18 @@ def main(argv: list[str] | None = None) -> int:
         return print_report("evaluation_report_full" if args.full else "evaluation_report")
     if args.cmd == "summarize":
         return summarize_files(args.files, args.model, args.format, args.output, args.quantize)
+    if args.cmd == "compare":
+        return compare_paths(
+            args.old,
+            args.new,
+            args.format,
+            args.output,
+            args.model,
+            args.no_summaries,
+            args.fail_on,
+            args.quantize,
+            args.cache_dir,
+        )
     if args.cmd == "serve":
         return serve_http(args.host, args.port, args.model, args.max_bytes, args.timeout, args.quantize)
     return 2

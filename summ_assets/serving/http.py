@@ -7,6 +7,10 @@ Endpoints:
   413 over `max_bytes`; 400 for an empty body, invalid UTF-8, binary data or malformed JSON; 422 for a
   JSON body without a string ``text``, text that is only whitespace, or broken front matter; 504 when the
   summary is not ready within `timeout_s` (its pending sections are dropped).
+- ``POST /compare``: JSON ``{"old": "...", "new": "..."}``, two versions of one document. Answers
+  `summ_assets.serving.compare`'s JSON (aligned sections, what changed, both summaries of every changed
+  section, cached under ``<artifacts>/summary_cache`` or ``app.state.summary_cache``). The same body
+  limit, errors and timeout as ``/summarize``; its summaries go through the same micro-batcher.
 - ``GET /health``: liveness + queue depth. ``GET /model``: the served folder, its lineage, config and
   training metrics (from the folder's card.json model card and training_metrics.json), serving settings;
   ``card_error`` says why the lineage is missing for a folder without card.json.
@@ -172,6 +176,49 @@ def create_app(
                 "seconds": round(time.perf_counter() - t0, 4),
             }
         )
+
+    def _parse_compare(body: bytes) -> tuple[str, str]:
+        if not body:
+            raise ApiError(400, 'empty body: send JSON {"old": "...", "new": "..."}')
+        try:
+            payload = json.loads(decode_utf8(body, "request body"))
+        except DocumentError as exc:
+            raise ApiError(400, str(exc)) from None
+        except ValueError as exc:
+            raise ApiError(400, f"request body is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict) or not all(isinstance(payload.get(k), str) for k in ("old", "new")):
+            raise ApiError(422, 'JSON body must be an object with string fields "old" and "new"')
+        for k in ("old", "new"):
+            if not payload[k].strip():
+                raise ApiError(422, f'"{k}" is empty (only whitespace): nothing to compare')
+        return payload["old"], payload["new"]
+
+    async def _compare(old: str, new: str) -> dict[str, Any]:
+        from summ_assets.serving.compare import SummaryCache, default_cache_dir, plan_comparison
+
+        cache = getattr(app.state, "summary_cache", None) or SummaryCache(default_cache_dir())
+        plan = await run_in_threadpool(plan_comparison, old, new, summarizer, cache)
+        texts = plan.missing_texts()
+        if texts:
+            outs, _ = await asyncio.wrap_future(summarizer.submit(texts))  # cancelled on timeout
+            await run_in_threadpool(plan.fill, outs)
+        return await run_in_threadpool(plan.to_json)
+
+    @app.post("/compare")
+    async def compare(request: Request) -> JSONResponse:
+        t0 = time.perf_counter()
+        body = await _read_body(request, max_bytes)
+        old, new = _parse_compare(body)
+        try:
+            result = await asyncio.wait_for(_compare(old, new), timeout_s)
+        except asyncio.TimeoutError:
+            raise ApiError(
+                504, f"comparison not ready within {timeout_s:g}s; try shorter documents"
+            ) from None
+        except (FrontMatterError, DocumentError) as exc:
+            raise ApiError(422, str(exc)) from None
+        summarizer.record_request()
+        return JSONResponse({**result, "seconds": round(time.perf_counter() - t0, 4)})
 
     return app
 
