@@ -113,6 +113,36 @@ def _waiting_message(instance, run_id: str | None, pool: str) -> str | None:  # 
     return f"{', '.join(waiting)} waits for a slot of pool '{pool}': held by {held or 'no visible run'}"
 
 
+def newest_run_of(instance, key: str, since: float) -> str | None:  # noqa: ANN001
+    """The id of the newest run created at or after `since` that materializes `key` (the run of a
+    `dagster asset materialize` subprocess when its log lines did not name it)."""
+    import dagster as dg
+
+    for rec in instance.get_run_records(limit=20):
+        created = rec.create_timestamp.timestamp()
+        if created + 1.0 < since:
+            break
+        if dg.AssetKey(key) in (rec.dagster_run.asset_selection or ()):
+            return rec.dagster_run.run_id
+    return None
+
+
+def error_block(tail: list[str], cap: int = 40) -> list[str]:
+    """The last product error in a subprocess's output with its whole message: the line naming the
+    error class and the lines that continue it up to the blank line before its stack trace (every label
+    problem, not just the first)."""
+    starts = [i for i, t in enumerate(tail) if re.match(r"^[\w.]+(Error|Exception|Failure)\b", t.strip())]
+    if not starts:
+        return tail[-25:]
+    i = starts[-1]
+    block = [tail[i].strip()]
+    for t in tail[i + 1 :]:
+        if not t.strip() or " - dagster - " in t or t.startswith(("Stack Trace:", "Traceback")):
+            break
+        block.append(t.rstrip())
+    return block[: cap + 1]
+
+
 def run_config_args() -> list[str]:
     """The run config of each `dagster asset materialize`: with Dagster's default executor, the run's one
     step executes in the run's own process (``in_process``), not in a second Python process that loads
@@ -136,6 +166,7 @@ def materialize_one(key: str, instance, wait_timeout: float | None, checks: dict
     cmd = [str(exe), "asset", "materialize", "-m", "summ_assets.definitions", "--select", key]
     cmd += run_config_args()
     # same process group as the refresh: Ctrl-C (and a kill of the group) reach the Dagster run too
+    started = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
     assert proc.stdout is not None
     lines: queue.Queue = queue.Queue()
@@ -184,10 +215,10 @@ def materialize_one(key: str, instance, wait_timeout: float | None, checks: dict
         )
         return 124
     if rc != 0:
+        run_id = run_id or newest_run_of(instance, key, started)
         shown = failure_lines(instance, run_id, checks) if run_id else []
         if not shown:
-            errors = [t for t in tail if re.match(r"^[\w.]+(Error|Exception|Failure)\b", t.strip())]
-            shown = errors[-3:] or tail[-25:]
+            shown = error_block(tail)
         print("\n".join("    | " + t for t in shown), flush=True)
     return rc
 

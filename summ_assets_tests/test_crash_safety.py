@@ -188,6 +188,52 @@ def test_failure_lines_show_the_product_error_and_failed_checks_with_numbers(tmp
         assert result_failure_lines(r1) == failure_lines(instance, r1.run_id)
 
 
+def test_a_failed_subprocess_run_is_found_without_its_log_lines_and_its_whole_error_printed(
+    tmp_path: Path,
+) -> None:
+    """CI once printed only the first line of a LabelError: the run id was not read off the CLI's log
+    lines, and the fallback kept one line per error. The run is now found on the instance, and the
+    fallback keeps the error's whole message."""
+    from summ_assets.refresh import error_block, newest_run_of
+
+    (tmp_path / "broken.py").write_text(
+        "import dagster as dg\n\n@dg.asset\ndef broken() -> int:\n    raise ValueError('boom')\n"
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    before = time.time()
+    run = subprocess.run(
+        [str(EXE.with_name("dagster")), "asset", "materialize", "-f", "broken.py", "--select", "broken"],
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode != 0 and "ValueError: boom" in run.stdout + run.stderr
+    instance = dg.DagsterInstance.from_config(str(home))
+    (only,) = instance.get_runs()
+    assert newest_run_of(instance, "broken", before) == only.run_id
+    assert newest_run_of(instance, "other_asset", before) is None
+    assert newest_run_of(instance, "broken", time.time() + 60) is None  # older runs are not ours
+    tail = [
+        "2026-12-03 - dagster - ERROR - job - 1234 - x - STEP_FAILURE - failed",
+        "The above exception was caused by the following exception:",
+        "summ_assets.core.labels.LabelError: 3 label problem(s) ({'bad_json': 1}):",
+        "  labels/broken.jsonl:2: bad JSON",
+        "  labels/broken.jsonl:1: no section matches",
+        "Fix the label files, or set label strictness to 'warn' to skip bad labels.",
+        "",
+        "Stack Trace:",
+        '  File "labels.py", line 142, in enforce',
+        "Error: Materialization failed.",
+    ]
+    block = error_block(tail)
+    assert block[0].startswith("summ_assets.core.labels.LabelError: 3 label problem(s)")
+    assert block[1:] == tail[3:6]
+    assert error_block(["no error here"]) == ["no error here"]
+
+
 def _live_run_holding_the_gpu_slot(home: str) -> str:
     """A STARTED run of *this* (live) process that holds the only slot of pool gpu."""
     from dagster._core.events import DagsterEvent, DagsterEventType
