@@ -314,6 +314,84 @@ def compare_paths(
     return 0
 
 
+def corpus_index_path() -> Path:
+    """The newest `section_index` artifact recorded in the Dagster instance ($DAGSTER_HOME)."""
+    import dagster as dg
+
+    from summ_assets.serving import ServingError
+
+    instance = dg.DagsterInstance.get()
+    event = instance.get_latest_materialization_event(dg.AssetKey("section_index"))
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    path = getattr(meta.get("artifact"), "value", None)
+    if not path or not Path(str(path)).is_file():
+        raise ServingError(
+            "no corpus index yet: the `section_index` asset has not been materialized in "
+            f"{instance.root_directory}; run `make demo` (or `summ-assets refresh`), or pass --against FOLDER"
+        )
+    return Path(str(path))
+
+
+def render_against(result: dict, title: str) -> str:
+    """Markdown: one row per section of the new page, its status and closest existing sections."""
+    c = result["counts"]
+    lines = [
+        f"## {title}",
+        "",
+        f"{c['duplicate']} duplicate, {c['overlapping']} overlapping, {c['new']} new section(s); index: "
+        f"{result['index']['sections']} sections of {result['index']['documents']} documents "
+        f"(duplicate >= {result['thresholds']['duplicate']}, overlapping >= {result['thresholds']['overlapping']})",
+        "",
+        "| section | status | closest existing sections (score) |",
+        "|---|---|---|",
+    ]
+    for s in result["sections"]:
+        near = "<br>".join(
+            f"{m['doc_id']}: {m['heading_path'] or '(before the first heading)'} ({m['score']:.2f})"
+            for m in s["matches"]
+        )
+        heading = s["new"]["heading_path"] or "(before the first heading)"
+        lines.append(f"| {heading.replace('|', '/')} | {s['status']} | {near.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def compare_against(new: str, against: str, fmt: str = "md", output: str | None = None, k: int = 3) -> int:
+    """For each section of NEW, the closest sections of a folder of documents or of the pipeline's own
+    corpus (`section_index`), each with a score and a status: duplicate, overlapping or new."""
+    _env()
+    from summ_assets.core.chunking import FrontMatterError
+    from summ_assets.core.documents import DocumentError
+    from summ_assets.core.profiles import get_profile
+    from summ_assets.core.section_index import IndexError_, SectionIndex
+    from summ_assets.core.section_index import against as against_index
+    from summ_assets.serving import ServingError, read_input_file
+    from summ_assets.serving.compare import render_json
+
+    profile = get_profile()
+    try:
+        text = read_input_file(new, profile.data.max_file_bytes)
+        if against == "corpus":
+            index = SectionIndex.read(corpus_index_path())
+        else:
+            index = SectionIndex.from_folder(
+                against, lambda p: read_input_file(p, profile.data.max_file_bytes)
+            )
+        result = against_index(text, index, k=k, source=new)
+    except (DocumentError, FrontMatterError, IndexError_, ServingError) as exc:
+        return _fail("compare --against", str(exc))
+    out = (
+        render_json({"new_file": new, "against": against, **result})
+        if fmt == "json"
+        else render_against(result, f"{new} against {against}")
+    )
+    if output:
+        Path(output).write_text(out, encoding="utf-8")
+    else:
+        sys.stdout.write(out)
+        sys.stdout.flush()
+    return 0
+
+
 def config_show(profile: str | None = None) -> int:
     """Print the effective profile as YAML: every field, its meaning and where its value came from."""
     from summ_assets.core.profiles import ProfileError, effective_profile, to_yaml
@@ -374,8 +452,17 @@ def main(argv: list[str] | None = None) -> int:
     cp = sub.add_parser(
         "compare", help="what changed between two versions of a document (or two folders, paired by name)"
     )
-    cp.add_argument("old", metavar="OLD", help="the old version: a file, or a folder")
-    cp.add_argument("new", metavar="NEW", help="the new version: a file, or a folder (files paired by name)")
+    cp.add_argument("old", metavar="OLD", help="the old version: a file, or a folder (with --against: NEW)")
+    cp.add_argument(
+        "new", metavar="NEW", nargs="?", help="the new version: a file, or a folder (files paired by name)"
+    )
+    cp.add_argument(
+        "--against",
+        metavar="PATH|corpus",
+        help="compare one new document with existing ones: a folder of Markdown files, or 'corpus' (the "
+        "pipeline's training pool, the section_index asset); md or json",
+    )
+    cp.add_argument("--top", type=int, default=3, help="with --against: closest sections per section (3)")
     cp.add_argument("--format", choices=("md", "json", "html"), default="md", help="output format (md)")
     cp.add_argument("--output", help="write here instead of stdout")
     cp.add_argument("--model", help="model folder for the summaries (default: the promoted student)")
@@ -413,7 +500,13 @@ def main(argv: list[str] | None = None) -> int:
         return print_report("evaluation_report_full" if args.full else "evaluation_report")
     if args.cmd == "summarize":
         return summarize_files(args.files, args.model, args.format, args.output, args.quantize)
+    if args.cmd == "compare" and args.against:
+        if args.new is not None or args.format == "html":
+            cp.error("--against takes one document (NEW) and --format md or json")
+        return compare_against(args.old, args.against, args.format, args.output, args.top)
     if args.cmd == "compare":
+        if args.new is None:
+            cp.error("give OLD and NEW, or NEW --against PATH|corpus")
         return compare_paths(
             args.old,
             args.new,

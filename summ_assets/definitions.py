@@ -6,6 +6,7 @@ import dagster as dg
 
 from summ_assets.defs import (
     automation,
+    comparison,
     evaluation,
     generations,
     ingest,
@@ -21,7 +22,9 @@ from summ_assets.defs.graph import model_half, on_demand
 from summ_assets.defs.resources import default_resources
 
 _ASSETS = [
-    *dg.load_assets_from_modules([models, ingest, teacher, seqkd, vocab, student, generations, evaluation]),
+    *dg.load_assets_from_modules(
+        [models, ingest, comparison, teacher, seqkd, vocab, student, generations, evaluation]
+    ),
 ]
 
 # the unpartitioned model half, in topological order (the refresh CLI walks it in this order)

@@ -350,12 +350,13 @@ def _refresh(dry_run: bool, forced: set[str], wait_timeout: float | None, extra:
             todo.append((pk, doc_id, "; ".join(causes + causes_raw)[:120]))
     say(f"document partitions: {len(todo)} to (re)ingest, {len(current) - len(todo)} up to date (skipped)")
     if todo and not dry_run:
+        from summ_assets.defs.comparison import document_changes
         from summ_assets.defs.ingest import document_sections, raw_documents
 
         for i, (pk, doc_id, why) in enumerate(todo, 1):
             result = dg.materialize(
                 ASSETS,
-                selection=[raw_documents, document_sections],
+                selection=[raw_documents, document_sections, document_changes],
                 partition_key=pk,
                 instance=instance,
                 resources=resources,

@@ -35,6 +35,8 @@ def test_definitions_load_and_validate() -> None:
         "evaluation_report",
         "evaluation_report_full",
         "promoted_student",
+        "section_index",
+        "document_changes",
     }
     by_key = {a.key.to_user_string(): a for a in defs.assets}
     for key in (
@@ -105,7 +107,7 @@ def test_every_asset_has_owners_group_kinds_and_description() -> None:
     from summ_assets.defs.common import OWNERS
 
     nodes = list(defs.resolve_asset_graph().asset_nodes)
-    assert len(nodes) == 19
+    assert len(nodes) == 21
     for node in nodes:
         name = node.key.to_user_string()
         assert list(node.owners) == list(OWNERS), f"{name}: owners {node.owners}"

@@ -4,7 +4,7 @@ conditions on the model half, and the jobs they launch."""
 import dagster as dg
 
 from summ_assets.core import labels
-from summ_assets.defs import ingest
+from summ_assets.defs import comparison, ingest
 from summ_assets.defs.common import DOCUMENTS, GROUPS, ON_DEMAND_TAG
 from summ_assets.defs.orphans import clean_orphans, free_slots_of_finished_runs
 from summ_assets.defs.partitions import plan_partitions
@@ -12,7 +12,11 @@ from summ_assets.defs.resources import SummSettings
 
 # the per-document assets (the partitioned ones of the ingest group) and everything else
 INGEST = dg.AssetSelection.assets(
-    *[a for a in dg.load_assets_from_modules([ingest]) if getattr(a, "partitions_def", None) is not None]
+    *[
+        a
+        for a in dg.load_assets_from_modules([ingest, comparison])
+        if getattr(a, "partitions_def", None) is not None
+    ]
 )
 # the on-demand assets (the full evaluation) run only when asked for
 MODEL_HALF = dg.AssetSelection.groups(*GROUPS) - INGEST - dg.AssetSelection.tag(ON_DEMAND_TAG, "true")

@@ -203,6 +203,12 @@ EVALUATION_REPORT_FULL = AssetSpec(
     ),
 )
 PROMOTED_STUDENT = AssetSpec("promoted_student", "promoted-student-v3")
+# the training pool's sections, for `compare --against corpus` (no setting shapes it)
+SECTION_INDEX = AssetSpec("section_index", "section-index-v1")
+# a document against its previous version; the summaries come from the promoted student's folder (its
+# own decoding and prompt budget, all in the summary cache's key), read at run time, not a dependency:
+# a promotion does not make every document's comparison stale
+DOCUMENT_CHANGES = AssetSpec("document_changes", "document-changes-v1", ("data.max_file_bytes",))
 
 SPECS: dict[str, AssetSpec] = {
     s.name: s
@@ -223,5 +229,7 @@ SPECS: dict[str, AssetSpec] = {
         EVALUATION_REPORT,
         EVALUATION_REPORT_FULL,
         PROMOTED_STUDENT,
+        SECTION_INDEX,
+        DOCUMENT_CHANGES,
     )
 }
