@@ -13,6 +13,13 @@ assignment run). Timed apart, per size:
 - align: `align_units` alone, given the units (the figure the 2 s target is about), median of --repeat;
 - kiwi: its load (once per process), then Kiwi sentence splitting of every section of both versions (the change lines use it, only on
   edited pairs), and the change lines of the typical case's edited pairs.
+Then:
+- end to end (`--model DIR`, default the promoted student; skipped with a line when there is none):
+  two versions of a 100-section document with exactly 5 sections edited, `compare_documents` with the
+  model and an empty summary cache (the sections summarized and the time), then the same pair again
+  (all from the cache);
+- against a corpus: a 2,000-section index built from the pool (Kiwi tokenization timed apart), and the
+  query time for one new 20-section page (the first query fits TF-IDF; the next ones reuse it).
 Prints one line per figure: ``<name>: <value> <unit>``.
 """
 
@@ -75,6 +82,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1, help="rapidfuzz cdist threads (-1: all cores)")
+    ap.add_argument("--model", help="model folder for the end-to-end figure (default: the promoted student)")
+    ap.add_argument("--skip-alignment", action="store_true", help="only the end-to-end and corpus figures")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     secs = pool()
@@ -88,7 +97,7 @@ def main() -> None:
     get_kiwi()
     split_sentences("첫 분석은 모델을 읽는다. 시간에서 뺀다.")
     print(f"kiwi load + first analysis: {time.perf_counter() - t0:.3f} s (once per process)")
-    for size in [int(s) for s in args.sizes.split(",")]:
+    for size in [] if args.skip_alignment else [int(s) for s in args.sizes.split(",")]:
         for case in ("typical", "all edited"):
             old, new = build(size, rng, secs, case == "all edited")
             t0 = time.perf_counter()
@@ -133,6 +142,82 @@ def main() -> None:
                 print(
                     f"{tag} change lines ({len(changed)} rows, kiwi included): {time.perf_counter() - t0:.3f} s"
                 )
+
+    end_to_end(rng, secs, args.model)
+    against_corpus(rng, secs)
+
+
+def end_to_end(rng: random.Random, secs: list[tuple[str, str]], model: str | None) -> None:
+    import tempfile
+
+    from summ_assets.serving import ServingError, Summarizer, resolve_model_path
+    from summ_assets.serving.compare import compare_documents
+
+    try:
+        path = resolve_model_path(model)
+    except ServingError as exc:
+        print(f"end to end: skipped ({exc})")
+        return
+    items = [
+        (f"{secs[k][0]} {i}", f"{secs[k][1]}\n\n항목 {i}의 고유 문장이다.")
+        for i, k in enumerate(rng.sample(range(len(secs)), 100))
+    ]
+    edited = list(items)
+    for i in rng.sample(range(100), 5):
+        edited[i] = (edited[i][0], edited[i][1] + " 이번 판에서 덧붙인 문장이다.")
+
+    def doc(xs: list[tuple[str, str]]) -> str:
+        return "# 문서\n\n" + "".join(f"## {t}\n\n{b}\n\n" for t, b in xs)
+
+    old, new = doc(items), doc(edited)
+    t0 = time.perf_counter()
+    summ = Summarizer(path)
+    print(f"end to end: model {path} loaded in {time.perf_counter() - t0:.1f} s")
+    with tempfile.TemporaryDirectory() as cache:
+        t0 = time.perf_counter()
+        res = compare_documents(old, new, summ, cache)
+        t1 = time.perf_counter() - t0
+        c = res["counts"]
+        print(
+            f"end to end 100 sections, 5 edited: {c['edited']} edited / {c['unchanged']} unchanged; "
+            f"{res['summaries']['generated']} sections summarized; {t1:.2f} s"
+        )
+        t0 = time.perf_counter()
+        again = compare_documents(old, new, summ, cache)
+        print(
+            f"end to end, same pair again: {again['summaries']['generated']} summarized, "
+            f"{again['summaries']['cached']} from the cache; {time.perf_counter() - t0:.2f} s"
+        )
+    summ.close()
+
+
+def against_corpus(rng: random.Random, secs: list[tuple[str, str]]) -> None:
+    from summ_assets.core import section_index as si
+
+    per_doc = 20
+    docs = []
+    for d in range(2000 // per_doc):
+        picks = [secs[rng.randrange(len(secs))] for _ in range(per_doc)]
+        body = "".join(
+            f"## {t} {d}-{i}\n\n{b}\n\n문서 {d}의 {i}번 절이다.\n\n" for i, (t, b) in enumerate(picks)
+        )
+        docs.append((f"corpus/{d:03d}.md", f"# 문서 {d}\n\n{body}"))
+    t0 = time.perf_counter()
+    index, tokenized = si.SectionIndex.from_texts(docs)
+    print(
+        f"corpus index: {len(index)} sections of {len(docs)} documents; built in {time.perf_counter() - t0:.2f} s ({tokenized} tokenized with Kiwi)"
+    )
+    new = "# 새 문서\n\n" + "".join(
+        f"## {t} 새 {i}\n\n{b}\n\n"
+        for i, (t, b) in enumerate(secs[rng.randrange(len(secs))] for _ in range(per_doc))
+    )
+    for label in ("first query (TF-IDF fit included)", "next query"):
+        t0 = time.perf_counter()
+        res = si.against(new, index)
+        print(
+            f"corpus query, one {len(res['sections'])}-section page, {label}: {time.perf_counter() - t0:.3f} s "
+            f"({res['counts']})"
+        )
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ def serve_http(
     timeout_s: float | None = None,
     quantize: str | None = None,
 ) -> int:
-    """Load the model once and serve POST /summarize, GET /health, GET /model with uvicorn."""
+    """Load the model once and serve POST /summarize, POST /compare, GET /health, GET /model with uvicorn."""
     _env()
     import logging
 
@@ -155,7 +155,9 @@ def serve_http(
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         _say(f"WARNING: binding {host}: the API has no authentication; anyone who can reach it can use it")
-    _say(f"serving {summ.path} on http://{host}:{port} (POST /summarize, GET /health, GET /model)")
+    _say(
+        f"serving {summ.path} on http://{host}:{port} (POST /summarize, POST /compare, GET /health, GET /model)"
+    )
     serve(
         summ,
         host=host,
@@ -440,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     sm.add_argument("--format", choices=("md", "json", "jsonl"), default="md", help="output format (md)")
     sm.add_argument("--output", help="write here instead of stdout")
     sm.add_argument("--quantize", choices=("int8", "8bit", "4bit"), help="int8: CPU dynamic; 8bit/4bit: CUDA")
-    sv = sub.add_parser("serve", help="HTTP API: POST /summarize, GET /health, GET /model")
+    sv = sub.add_parser("serve", help="HTTP API: POST /summarize, POST /compare, GET /health, GET /model")
     sv.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--model", help="model folder (default: the promoted student)")

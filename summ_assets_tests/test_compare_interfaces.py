@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -114,6 +115,47 @@ def _markup(page: str) -> tuple[set[str], set[str], str]:
     p = P()
     p.feed(page)
     return p.tags, p.attrs, p.style
+
+
+# Chromium's own background services (sign-in, time, translation, dictionaries): not the page's requests
+_BROWSER_HOSTS = ("google.com", "googleapis.com", "gvt1.com", "gstatic.com")
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs chromium (apt-get install chromium)")
+def test_html_page_renders_in_headless_chromium_with_every_row_and_no_request(tmp_path: Path) -> None:
+    """The page in a real browser: every section row is in the DOM, the document's `<script>` and
+    `<img>` are text (the title is untouched, no image element), and the net log holds no request the
+    page made (only file:// and the browser's own background services)."""
+    from urllib.parse import urlparse
+
+    from summ_assets.serving.compare import compare_documents, render_html
+
+    new = (
+        edited_version()
+        + '\n## 그림\n\n<img src="http://example.invalid/x.png" onerror="document.title=1">\n'
+    )
+    result = compare_documents(TEXT, new)
+    page = tmp_path / "page.html"
+    page.write_text(
+        render_html([{"title": "t", "result": result, "old_text": TEXT, "new_text": new}], title="compare t"),
+        encoding="utf-8",
+    )
+    net = tmp_path / "net.json"
+    run = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         f"--log-net-log={net}", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    dom = run.stdout
+    assert dom.count('<tr class="row ') == len(result["sections"]) > 5
+    assert "<title>compare t</title>" in dom
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom and "<img" not in dom
+    urls = {e["params"]["url"] for e in json.loads(net.read_text())["events"] if "url" in e.get("params", {})}
+    page_requests = [
+        u for u in urls if not u.startswith("file:") and not urlparse(u).hostname.endswith(_BROWSER_HOSTS)
+    ]
+    assert page_requests == []
 
 
 def _html_escape(s: str) -> str:
