@@ -61,7 +61,7 @@ def baseline_gate(
     s, b, docs = _paired(student, baseline)
     if not s:
         return GateResult(name, False, [NO_VAL])
-    d = stats.clustered_bootstrap_diff(s, b, docs, n_samples=n_samples, seed=seed, alpha=alpha)
+    d = stats.cluster_sign_flip_interval(s, b, docs, n_resamples=n_samples, seed=seed, alpha=alpha)
     level = f"{1 - alpha:.0%}"
     ci = f"[{d['low']:+.4f}, {d['high']:+.4f}]"
     numbers = {"rule": rule, **d}
@@ -78,7 +78,7 @@ def baseline_gate(
             False,
             [
                 f"student worse than baseline on val ROUGE-Lsum: mean diff {d['mean_diff']:+.4f}, {level} "
-                f"document-clustered CI {ci} lies below 0 (n={d['n']}, {d['n_clusters']} resampling units)"
+                f"document-level CI {ci} lies below 0 (n={d['n']}, {d['n_clusters']} documents)"
             ],
             numbers,
         )
@@ -88,7 +88,7 @@ def baseline_gate(
             False,
             [
                 f"student not shown better than baseline on val ROUGE-Lsum: mean diff {d['mean_diff']:+.4f}, "
-                f"{level} CI {ci} reaches 0 (rule 'better'; n={d['n']}, {d['n_clusters']} resampling units)"
+                f"{level} CI {ci} reaches 0 (rule 'better'; n={d['n']}, {d['n_clusters']} documents)"
             ],
             numbers,
         )
@@ -132,7 +132,7 @@ def regress_gate(
     numbers.update(r)
     text = (
         f"new - promoted val ROUGE-Lsum {r['mean_diff']:+.4f}, one-sided {1 - alpha:.0%} lower bound "
-        f"{r['lower_bound']:+.4f} vs margin -{margin} (n={r['n']}, {r['n_clusters']} resampling units)"
+        f"{r['lower_bound']:+.4f} vs margin -{margin}, p {r['p_value']:.4f} (n={r['n']}, {r['n_clusters']} documents)"
     )
     if not r["passed"]:
         return GateResult(

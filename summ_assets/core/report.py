@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +150,11 @@ def score_all(
             agg["n_bertscore_invalid"] = len(bs["invalid"])
             agg.update(M.output_stats(cands))
             ci = S.clustered_bootstrap_mean(
-                [x["rougeLsum_f"] for x in kiwi], docs, n_samples=ev.bootstrap_samples, seed=ev.seed
+                [x["rougeLsum_f"] for x in kiwi],
+                docs,
+                n_samples=ev.bootstrap_samples,
+                seed=ev.seed,
+                alpha=ev.gate_alpha,
             )
             agg["rougeLsum_f_ci"] = [ci["low"], ci["high"]]
             agg["ci_unstable"] = ci["unstable"]
@@ -159,6 +164,7 @@ def score_all(
                     [docs[i] for i in scored],
                     n_samples=ev.bootstrap_samples,
                     seed=ev.seed,
+                    alpha=ev.gate_alpha,
                 )
                 agg["bertscore_f_ci"] = [ci["low"], ci["high"]]
             tables[set_name][model] = agg
@@ -172,9 +178,9 @@ COMPARISONS = (("student", "baseline"), ("teacher", "baseline"), ("student", "te
 def comparisons(
     per_example: list[dict[str, Any]], profile: Any, metric: str = "rougeLsum_f"
 ) -> dict[str, Any]:
-    """Per set: each pair in `COMPARISONS` (`core.stats.compare`: permutation p, clustered CI, MDE) and
-    the teacher-baseline gap closed by distillation, reported only where teacher vs baseline is
-    significant (p < eval.gate_alpha)."""
+    """Per set: each pair in `COMPARISONS` (`core.stats.compare`: document-level sign-flip p, the CI
+    by inverting it, the MDE with the design effect) and the teacher-baseline gap closed by
+    distillation, reported only where teacher vs baseline is significant (p < eval.gate_alpha)."""
     ev = profile.eval
     out: dict[str, Any] = {}
     for s in sorted({x["set"] for x in per_example}):
@@ -213,7 +219,11 @@ def comparisons(
                 )
             else:
                 res["gap_closed"] = {
-                    "not_reported": f"teacher vs baseline is not significant here (p = {tb['p_value']:.3f})"
+                    "not_reported": (
+                        f"teacher vs baseline is not significant here (p = {tb['p_value']:.3f})"
+                        if tb.get("testable", True)
+                        else f"{tb['n_clusters']} documents cannot reach alpha {ev.gate_alpha}"
+                    )
                 }
         out[s] = res
     return out
@@ -245,6 +255,23 @@ def _p(p: float) -> str:
     return f"{p:.4f}" if p >= 1e-4 else "< 0.0001"
 
 
+def level_of(report: dict[str, Any]) -> str:
+    """The confidence level of the report's intervals, from its alpha (eval.gate_alpha): "95%"."""
+    return f"{1 - float(report.get('alpha', 0.05)):.0%}"
+
+
+def _comparison_cells(c: dict[str, Any]) -> tuple[str, str]:
+    """(CI, p) cells of a comparison row; a set whose documents are too few for any test to reach alpha
+    says so instead of printing a p-value."""
+    if not c.get("testable", True):
+        return (
+            "unbounded",
+            f"not testable: {c['n_clusters']} documents, no p below {c['min_p']:.4f}",
+        )
+    p = _p(c["p_value"]) + (" (exact)" if c.get("exact") else "")
+    return f"[{c['low']:+.4f}, {c['high']:+.4f}]", p
+
+
 def markdown(report: dict[str, Any], charts_md: str = "") -> str:
     lines = [f"# Evaluation report ({report['profile']})", ""]
     bs = report["bertscore"]
@@ -266,11 +293,17 @@ def markdown(report: dict[str, Any], charts_md: str = "") -> str:
         "are not BERTScored: they are counted in the `empty` column. The BERTScore model "
         f"(`{bs['model']}`) {bs['shares_weights']}",
         "",
-        "CIs: 95 % percentile intervals of a document-clustered bootstrap (documents are resampled, not "
-        "sections). p: two-sided paired sign-flip permutation test (scipy). MDE: the smallest true "
-        "difference a two-sided test at alpha 0.05 detects with power 0.8 at that n.",
+        f"Level {level_of(report)} (alpha = eval.gate_alpha = {report.get('alpha', 0.05)}). Model rows: "
+        "percentile intervals of a document-clustered bootstrap (documents are resampled, not sections). "
+        "Comparisons, at the document level (sections of one document are not independent): p from a "
+        "two-sided sign-flip test of the per-document sums of the differences (all sign patterns when "
+        "there are few documents), the CI the values that test does not reject; with G documents no p "
+        "goes below 2/2^G, so a set too small for alpha says 'not testable'. MDE: the smallest true "
+        "difference a two-sided test at alpha detects with power 0.8, with the cluster-robust standard "
+        "error (design effect included) and t with G-1 degrees of freedom.",
         "",
     ]
+    level = level_of(report)
     for set_name, by_model in report["tables"].items():
         info = report["sets"][set_name]
         lines += [
@@ -279,7 +312,7 @@ def markdown(report: dict[str, Any], charts_md: str = "") -> str:
             f"n = {info['n']} of {info['n_total']} ({info['n_docs']} documents)"
             + (" — few documents: the clustered interval is unstable" if info["n_docs"] < 10 else ""),
             "",
-            "| model | " + " | ".join(c for _, c in COLUMNS) + " | R-Lsum 95% CI | BS-F1 95% CI |",
+            "| model | " + " | ".join(c for _, c in COLUMNS) + f" | R-Lsum {level} CI | BS-F1 {level} CI |",
             "|---" * (len(COLUMNS) + 3) + "|",
         ]
         for model, agg in by_model.items():
@@ -292,16 +325,17 @@ def markdown(report: dict[str, Any], charts_md: str = "") -> str:
         if comp:
             lines += [
                 "",
-                "| ROUGE-Lsum comparison | mean diff | 95% CI (clustered) | p (permutation) | MDE | "
+                f"| ROUGE-Lsum comparison | mean diff | {level} CI (documents) | p (documents) | MDE | "
                 "wins/losses/ties |",
                 "|---|---|---|---|---|---|",
             ]
             for name, c in comp.items():
                 if name == "gap_closed":
                     continue
+                ci_cell, p_cell = _comparison_cells(c)
                 lines.append(
-                    f"| {name} | {c['mean_diff']:+.4f} | [{c['low']:+.4f}, {c['high']:+.4f}] | {_p(c['p_value'])}"
-                    f"{' (exact)' if c['exact'] else ''} | {c['mde']:.4f} | {c['wins']}/{c['losses']}/{c['ties']} |"
+                    f"| {name} | {c['mean_diff']:+.4f} | {ci_cell} | {p_cell} | {c['mde']:.4f} | "
+                    f"{c['wins']}/{c['losses']}/{c['ties']} |"
                 )
             g = comp.get("gap_closed")
             if g and "ratio" in g:
@@ -395,7 +429,7 @@ def charts(report: dict[str, Any], out_dir: Path) -> list[Path]:
     ax.set_xticks([x + width * (len(models) - 1) / 2 for x in range(len(sets))], sets)
     ax.set_ylabel("ROUGE-Lsum F1 (Kiwi)")
     ax.set_title(
-        f"ROUGE-Lsum with 95% document-clustered CIs ({report['profile']}); val = used for selection"
+        f"ROUGE-Lsum with {level_of(report)} document-clustered CIs ({report['profile']}); val = used for selection"
     )
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -411,13 +445,16 @@ def charts(report: dict[str, Any], out_dir: Path) -> list[Path]:
             if c:
                 xs.append(j + k * 0.35)
                 ys.append(c["mean_diff"])
-                lo.append(max(0.0, c["mean_diff"] - c["low"]))
-                hi.append(max(0.0, c["high"] - c["mean_diff"]))
+                # an untestable set's interval is unbounded: no error bar (the table says why)
+                lo.append(max(0.0, c["mean_diff"] - c["low"]) if math.isfinite(c["low"]) else 0.0)
+                hi.append(max(0.0, c["high"] - c["mean_diff"]) if math.isfinite(c["high"]) else 0.0)
         ax.bar(xs, ys, 0.35, yerr=[lo, hi], capsize=3, label=name)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks([x + 0.175 for x in range(len(sets))], sets)
     ax.set_ylabel("paired ROUGE-Lsum difference")
-    ax.set_title("Distillation gain (student - baseline) and teacher - baseline, 95% clustered CIs")
+    ax.set_title(
+        f"Distillation gain (student - baseline) and teacher - baseline, {level_of(report)} document-level CIs"
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     paths.append(out_dir / "gain.png")

@@ -224,6 +224,7 @@ def evaluation_stage(
                 sets,
             ),
             "prompts_cut": (gens.get("student") or {}).get("prompts_cut") or {},
+            "alpha": profile.eval.gate_alpha,
             "comparisons": R.comparisons(per_claims, profile),
             "ranking": _ranking(tables),
             "bertscore": {
