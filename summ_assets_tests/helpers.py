@@ -191,14 +191,19 @@ def graph_resources(data: Path, art: Path) -> dict:
 
 
 def ingest_partition(instance: Any, resources: dict, partition: str, raise_on_error: bool = True) -> Any:
-    """Materialize one document partition (raw_documents + document_sections) of the shipped graph."""
+    """Materialize one document partition (raw_documents, document_sections, document_changes) of the
+    shipped graph, as `summ-assets refresh` does."""
     import dagster as dg
 
     from summ_assets.definitions import ASSETS
 
     return dg.materialize(
         ASSETS,
-        selection=[a for a in ASSETS if a.key.to_user_string() in ("raw_documents", "document_sections")],
+        selection=[
+            a
+            for a in ASSETS
+            if a.key.to_user_string() in ("raw_documents", "document_sections", "document_changes")
+        ],
         partition_key=partition,
         instance=instance,
         resources=resources,

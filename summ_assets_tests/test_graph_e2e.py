@@ -519,7 +519,8 @@ def test_new_document_with_labels_retrains_the_chain_once_and_nothing_else_upstr
     (run,) = tick.run_requests
     assert (run.job_name, run.partition_key, run.asset_selection) == (automation.ingest_job.name, pk, None)
     assert _launch(sdefs, instance, run)
-    assert _materializations_since(instance, mark) == {("raw_documents", pk): 1, ("document_sections", pk): 1}
+    ingested = {("raw_documents", pk): 1, ("document_sections", pk): 1, ("document_changes", pk): 1}
+    assert _materializations_since(instance, mark) == ingested
 
     ticks, auto_cursor, checks = _run_automation(sdefs, instance, auto_cursor)
     assert set(ticks[0]) == set(UNPARTITIONED)  # the whole chain, requested in one tick
@@ -537,8 +538,7 @@ def test_new_document_with_labels_retrains_the_chain_once_and_nothing_else_upstr
     promoted = 1 if all(checks.values()) else 0
     counts = _materializations_since(instance, mark)
     assert counts == {
-        ("raw_documents", pk): 1,
-        ("document_sections", pk): 1,
+        **ingested,
         **{(k, None): 1 for k in UNPARTITIONED if k != "promoted_student"},
         **({("promoted_student", None): 1} if promoted else {}),
     }, (counts, checks)
