@@ -4,6 +4,7 @@ compare, serve, config."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -139,6 +140,7 @@ def serve_http(
     max_bytes: int | None = None,
     timeout_s: float | None = None,
     quantize: str | None = None,
+    max_queue_sections: int | None = None,
 ) -> int:
     """Load the model once and serve POST /summarize, POST /compare, GET /health, GET /model with uvicorn."""
     _env()
@@ -152,6 +154,7 @@ def serve_http(
     except ServingError as exc:
         return _fail("serve", str(exc))
     from summ_assets.serving import DEFAULT_MAX_BYTES, DEFAULT_TIMEOUT_S, serve
+    from summ_assets.serving.http import DEFAULT_MAX_QUEUE_SECTIONS
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         _say(f"WARNING: binding {host}: the API has no authentication; anyone who can reach it can use it")
@@ -164,6 +167,7 @@ def serve_http(
         port=port,
         max_bytes=max_bytes or DEFAULT_MAX_BYTES,
         timeout_s=timeout_s or DEFAULT_TIMEOUT_S,
+        max_queue_sections=max_queue_sections or DEFAULT_MAX_QUEUE_SECTIONS,
     )
     return 0
 
@@ -322,7 +326,14 @@ def corpus_index_path() -> Path:
 
     from summ_assets.serving import ServingError
 
-    instance = dg.DagsterInstance.get()
+    local = Path.cwd() / ".dagster_home"
+    home = os.environ.get("DAGSTER_HOME") or (str(local) if (local / "dagster.yaml").is_file() else None)
+    if not home:
+        raise ServingError(
+            "no Dagster instance: set DAGSTER_HOME (`make demo` uses ./.dagster_home, found from the "
+            "repository root), or pass --against FOLDER"
+        )
+    instance = dg.DagsterInstance.from_config(home)
     event = instance.get_latest_materialization_event(dg.AssetKey("section_index"))
     meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
     path = getattr(meta.get("artifact"), "value", None)
@@ -451,6 +462,13 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=None, help="seconds per request before 504 (default 120)"
     )
     sv.add_argument("--quantize", choices=("int8", "8bit", "4bit"), help="int8: CPU dynamic; 8bit/4bit: CUDA")
+    sv.add_argument(
+        "--max-queue-sections",
+        type=int,
+        default=None,
+        help="sections queued at once before new requests get 503 + Retry-After (default 256); requests are "
+        "also refused when the queued work would take more than half of --timeout",
+    )
     cp = sub.add_parser(
         "compare", help="what changed between two versions of a document (or two folders, paired by name)"
     )
@@ -521,7 +539,15 @@ def main(argv: list[str] | None = None) -> int:
             args.cache_dir,
         )
     if args.cmd == "serve":
-        return serve_http(args.host, args.port, args.model, args.max_bytes, args.timeout, args.quantize)
+        return serve_http(
+            args.host,
+            args.port,
+            args.model,
+            args.max_bytes,
+            args.timeout,
+            args.quantize,
+            args.max_queue_sections,
+        )
     return 2
 
 

@@ -81,6 +81,19 @@ def test_baseline_gate_fails_only_when_the_ci_says_worse() -> None:
     assert _gate(_scores(0.45, seed=4), base, rule="better").passed
 
 
+def test_a_val_set_too_small_for_alpha_says_the_gate_cannot_tell() -> None:
+    """5 val documents: no two-sided p below 0.0625; the gate says so instead of showing a CI."""
+
+    def five_docs(v: G.ValScores) -> G.ValScores:
+        return G.ValScores(v.scores, {i: f"raw/d{k % 5}.md" for k, i in enumerate(v.scores)})
+
+    worse = _gate(five_docs(_scores(0.15, seed=2)), five_docs(_scores(0.30, seed=1)))
+    assert worse.passed  # rule not_worse: no evidence possible, no failure
+    assert "5 val documents cannot reach alpha 0.05 (no two-sided p below 0.0625)" in worse.reasons[0]
+    better = _gate(five_docs(_scores(0.45, seed=4)), five_docs(_scores(0.30, seed=1)), rule="better")
+    assert not better.passed and "cannot tell the student from the baseline" in better.reasons[0]
+
+
 def test_a_missing_val_set_fails_the_gates_with_a_message_instead_of_scoring_another_set() -> None:
     empty = G.ValScores({}, {})
     for result in (_gate(empty, empty), _regress(empty, empty), G.empty_gate([], 0.2)):

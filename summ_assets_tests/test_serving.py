@@ -247,7 +247,7 @@ def _client(summarizer, **kw):
 
     from summ_assets.serving import create_app
 
-    opts = {k: kw.pop(k) for k in ("max_bytes", "timeout_s") if k in kw}
+    opts = {k: kw.pop(k) for k in ("max_bytes", "timeout_s", "max_queue_sections") if k in kw}
     return TestClient(create_app(summarizer, **opts), **kw)
 
 
@@ -389,3 +389,56 @@ def test_quantize_int8_runs_and_bad_options_fail_clearly(model_dir: Path) -> Non
         rows, stats = q.summarize_document(DOC.read_text(encoding="utf-8"), "rag", timeout=60)
         assert [r["heading_path"] for r in rows] == EXPECTED_PATHS and stats["tokens"] > 0
         assert type(q.model.model.layers[0].mlp.down_proj).__module__.startswith("torch.ao.nn.quantized")
+
+
+# ------------------------------------------------------------------------------------------ admission
+
+
+def test_admission_counts_sections_admits_an_idle_server_and_estimates_the_wait() -> None:
+    from summ_assets.serving.admission import Admission
+
+    rate = {"s": None}
+    adm = Admission(10, max_wait_s=5.0, seconds_per_section=lambda: rate["s"])
+    assert adm.try_admit(25) is None  # an empty queue takes anything: refusing could never succeed later
+    refused = adm.try_admit(1)
+    assert refused is not None and refused.retry_after_s == 1 and "25 sections queued" in refused.reason
+    adm.release(25)
+    assert adm.try_admit(6) is None and adm.try_admit(4) is None  # 10 sections: at the bound
+    assert adm.try_admit(1) is not None
+    adm.release(10)
+    rate["s"] = 0.8  # measured: 0.8 s a section
+    assert adm.try_admit(4) is None
+    busy = adm.try_admit(3)  # 7 sections x 0.8 s = 5.6 s > 5 s
+    assert busy is not None and busy.retry_after_s == 4 and "half the request timeout" in busy.reason
+    assert adm.snapshot() == {"queued_sections": 4, "max_queue_sections": 10, "admitted": 4, "refused": 3}
+
+
+def test_overload_gets_503_with_retry_after_at_once_then_the_server_recovers(summarizer, monkeypatch) -> None:
+    real = summarizer._generate_batch
+
+    def slow(texts):
+        time.sleep(0.4)
+        return real(texts)
+
+    monkeypatch.setattr(summarizer, "_generate_batch", slow)
+    text = _body_of(DOC.read_text(encoding="utf-8"), "## 검색 단계")  # 6 sections
+    with _client(summarizer, max_queue_sections=8) as c, ThreadPoolExecutor(8) as pool:
+        barrier = threading.Barrier(8)
+
+        def one(i: int):
+            barrier.wait()
+            t0 = time.perf_counter()
+            r = c.post("/summarize", json={"text": text, "doc_id": f"d{i}"})
+            return r, time.perf_counter() - t0
+
+        results = list(pool.map(one, range(8)))
+        codes = sorted(r.status_code for r, _ in results)
+        assert set(codes) == {200, 503} and codes.count(200) >= 1, codes
+        for r, seconds in results:
+            if r.status_code == 503:
+                assert int(r.headers["Retry-After"]) >= 1 and "queue full" in r.json()["error"]
+                assert seconds < 0.4  # refused up front, not after waiting for the model
+        health = c.get("/health").json()
+        assert health["refused"] == codes.count(503) and health["queued_sections"] == 0
+        monkeypatch.setattr(summarizer, "_generate_batch", real)
+        assert c.post("/summarize", json={"text": text}).status_code == 200  # recovered

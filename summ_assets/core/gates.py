@@ -14,6 +14,7 @@ A missing or empty val set fails every gate that needs it, with a message; no ot
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -65,6 +66,11 @@ def baseline_gate(
     level = f"{1 - alpha:.0%}"
     ci = f"[{d['low']:+.4f}, {d['high']:+.4f}]"
     numbers = {"rule": rule, **d}
+    if math.isinf(d["low"]) and math.isinf(d["high"]):
+        ci = (
+            f"unbounded: {d['n_clusters']} val documents cannot reach alpha {alpha} (no two-sided p below "
+            f"{2 / 2 ** d['n_clusters']:.4f}), so this gate cannot tell the student from the baseline"
+        )
     if rule == "report_only":
         return GateResult(
             name,

@@ -5,13 +5,16 @@ Endpoints:
   or JSON ``{"text": "...", "doc_id": "..."}``. Answers ``{"doc_id", "sections": [{heading_path, part,
   n_parts, summary, char_start, char_end}], "n_sections", "model", "tokens_per_s", "tokens", "seconds"}``.
   413 over `max_bytes`; 400 for an empty body, invalid UTF-8, binary data or malformed JSON; 422 for a
-  JSON body without a string ``text``, text that is only whitespace, or broken front matter; 504 when the
-  summary is not ready within `timeout_s` (its pending sections are dropped).
+  JSON body without a string ``text``, text that is only whitespace, or broken front matter; 503 with
+  ``Retry-After`` when the queue is full (`serving.admission`: a bound in sections, and the estimated
+  wait against half the timeout), at once; 504 when the summary is not ready within `timeout_s` (its
+  pending sections are dropped).
 - ``POST /compare``: JSON ``{"old": "...", "new": "..."}``, two versions of one document. Answers
   `summ_assets.serving.compare`'s JSON (aligned sections, what changed, both summaries of every changed
   section, cached under ``<artifacts>/summary_cache`` or ``app.state.summary_cache``). The same body
-  limit, errors and timeout as ``/summarize``; its summaries go through the same micro-batcher.
-- ``GET /health``: liveness + queue depth. ``GET /model``: the served folder, its lineage, config and
+  limit, errors, admission control and timeout as ``/summarize``; its summaries go through the same
+  micro-batcher.
+- ``GET /health``: liveness, queue depth and admission counts (no lock held by generation). ``GET /model``: the served folder, its lineage, config and
   training metrics (from the folder's card.json model card and training_metrics.json), serving settings;
   ``card_error`` says why the lineage is missing for a folder without card.json.
 
@@ -35,6 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from summ_assets.core.chunking import FrontMatterError
 from summ_assets.core.documents import DocumentError
+from summ_assets.serving.admission import Admission
 from summ_assets.serving.inputs import decode_utf8
 from summ_assets.serving.loader import model_card
 from summ_assets.serving.summarizer import Summarizer, section_row
@@ -43,18 +47,20 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES = 1_000_000
 DEFAULT_TIMEOUT_S = 120.0
+DEFAULT_MAX_QUEUE_SECTIONS = 256
 MAX_DOC_ID = 200
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
 
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 async def _read_body(request: Request, max_bytes: int) -> bytes:
@@ -105,7 +111,10 @@ def _parse(body: bytes, content_type: str) -> tuple[str, str]:
 
 
 def create_app(
-    summarizer: Summarizer, max_bytes: int = DEFAULT_MAX_BYTES, timeout_s: float = DEFAULT_TIMEOUT_S
+    summarizer: Summarizer,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_queue_sections: int = DEFAULT_MAX_QUEUE_SECTIONS,
 ) -> FastAPI:
     app = FastAPI(
         title="summ-assets summarizer",
@@ -116,9 +125,25 @@ def create_app(
     card = model_card(summarizer.path)
     started = time.time()
 
+    def seconds_per_section() -> float | None:
+        st = summarizer.stats
+        return st["seconds"] / st["sections"] if st["sections"] else None
+
+    admission = Admission(max_queue_sections, timeout_s / 2, seconds_per_section)
+    app.state.admission = admission
+
+    def admit(sections: int) -> None:
+        refusal = admission.try_admit(sections)
+        if refusal is not None:
+            raise ApiError(
+                503,
+                f"{refusal.reason}; retry in {refusal.retry_after_s}s",
+                {"Retry-After": str(refusal.retry_after_s)},
+            )
+
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.message)
+        return _error(exc.status, exc.message, exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -139,18 +164,31 @@ def create_app(
             "status": "ok",
             "model": str(summarizer.path),
             "queue": summarizer.queue_size(),
+            **admission.snapshot(),
             "uptime_s": round(time.time() - started, 1),
             **{k: v for k, v in summarizer.stats.items() if k in ("requests", "sections")},
         }
 
     @app.get("/model")
     async def model() -> dict[str, Any]:
-        return {**card, "serving": {**summarizer.info(), "max_bytes": max_bytes, "timeout_s": timeout_s}}
+        return {
+            **card,
+            "serving": {
+                **summarizer.info(),
+                "max_bytes": max_bytes,
+                "timeout_s": timeout_s,
+                "max_queue_sections": max_queue_sections,
+            },
+        }
 
     async def _summarize(text: str, doc_id: str) -> tuple[list[Any], dict[str, float]]:
         sections = await run_in_threadpool(summarizer.chunk, text, doc_id)
-        fut = summarizer.submit([s.text for s in sections])
-        outs, stats = await asyncio.wrap_future(fut)  # cancelling this cancels the pending sections
+        admit(len(sections))  # 503 at once when the queue is full
+        try:
+            fut = summarizer.submit([s.text for s in sections])
+            outs, stats = await asyncio.wrap_future(fut)  # cancelling this cancels the pending sections
+        finally:
+            admission.release(len(sections))
         return list(zip(sections, outs, strict=True)), stats
 
     @app.post("/summarize")
@@ -200,7 +238,11 @@ def create_app(
         plan = await run_in_threadpool(plan_comparison, old, new, summarizer, cache)
         texts = plan.missing_texts()
         if texts:
-            outs, _ = await asyncio.wrap_future(summarizer.submit(texts))  # cancelled on timeout
+            admit(len(texts))
+            try:
+                outs, _ = await asyncio.wrap_future(summarizer.submit(texts))  # cancelled on timeout
+            finally:
+                admission.release(len(texts))
             await run_in_threadpool(plan.fill, outs)
         return await run_in_threadpool(plan.to_json)
 
@@ -277,8 +319,11 @@ def serve(
     port: int = 8000,
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout_s: float = DEFAULT_TIMEOUT_S,
+    max_queue_sections: int = DEFAULT_MAX_QUEUE_SECTIONS,
 ) -> None:
     import uvicorn
 
-    app = create_app(summarizer, max_bytes=max_bytes, timeout_s=timeout_s)
+    app = create_app(
+        summarizer, max_bytes=max_bytes, timeout_s=timeout_s, max_queue_sections=max_queue_sections
+    )
     uvicorn.run(app, host=host, port=port, log_level="info")
