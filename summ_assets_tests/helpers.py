@@ -17,6 +17,14 @@ REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "data"
 
 
+def bundled_documents() -> list[Path]:
+    """The bundled documents the pipeline ingests (data/raw, data/eval/similar, data/eval/new; not
+    data/SOURCES.md or the labels), as `core.documents.discover` finds them."""
+    from summ_assets.core.documents import discover
+
+    return sorted(BUNDLED / doc_id for doc_id in discover(BUNDLED).values())
+
+
 @functools.cache
 def _tmp() -> Path:
     """One scratch folder per test process for the tiny tokenizer and models (made on first use)."""

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from summ_assets.core.chunking import CharCounter, FrontMatterError, split_markdown, split_to_budget
-from summ_assets_tests.helpers import BUNDLED
+from summ_assets_tests.helpers import bundled_documents
 
 
 def _lossless(text: str, doc) -> None:
@@ -16,7 +16,7 @@ def _lossless(text: str, doc) -> None:
         assert text[s.char_start : s.char_end] == s.text
 
 
-@pytest.mark.parametrize("path", sorted(p for p in BUNDLED.rglob("*.md") if "labels" not in p.parts), ids=str)
+@pytest.mark.parametrize("path", bundled_documents(), ids=str)
 def test_every_bundled_document_round_trips(path: Path) -> None:
     text = path.read_text(encoding="utf-8-sig")
     doc = split_markdown(text, CharCounter(2), doc_id=str(path), max_tokens=200, min_tokens=8)

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from summ_assets.core.chunking import CharCounter, FrontMatterError, split_markdown
 from summ_assets.core.markup import clean_heading, clean_text
-from summ_assets_tests.helpers import BUNDLED
+from summ_assets_tests.helpers import BUNDLED, bundled_documents
 
 
 def _paths(text: str) -> list[str]:
@@ -74,7 +74,7 @@ def test_commonmark_edge_cases(body: str, paths: list[str]) -> None:
 
 
 def test_no_markup_in_any_bundled_heading_path() -> None:
-    for path in sorted(p for p in BUNDLED.rglob("*.md") if "labels" not in p.parts):
+    for path in bundled_documents():
         for p in _paths(path.read_text(encoding="utf-8-sig")):
             assert "{#" not in p and "{{" not in p and "}}" not in p, (path, p)
 
