@@ -161,6 +161,13 @@ def serve_http(
     _say(
         f"serving {summ.path} on http://{host}:{port} (POST /summarize, POST /compare, GET /health, GET /model)"
     )
+    from summ_assets.serving.loader import promoted_pointer
+
+    def load(path: str | None = None) -> Summarizer:
+        return Summarizer(path or resolve_model_path(model), quantize=quantize)
+
+    if model is None:
+        _say("serving the promoted student: a newly promoted one is loaded and switched to without a restart")
     serve(
         summ,
         host=host,
@@ -168,6 +175,8 @@ def serve_http(
         max_bytes=max_bytes or DEFAULT_MAX_BYTES,
         timeout_s=timeout_s or DEFAULT_TIMEOUT_S,
         max_queue_sections=max_queue_sections or DEFAULT_MAX_QUEUE_SECTIONS,
+        reloader=load,
+        watch=(promoted_pointer(), load) if model is None else None,
     )
     return 0
 

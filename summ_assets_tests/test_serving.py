@@ -442,3 +442,85 @@ def test_overload_gets_503_with_retry_after_at_once_then_the_server_recovers(sum
         assert health["refused"] == codes.count(503) and health["queued_sections"] == 0
         monkeypatch.setattr(summarizer, "_generate_batch", real)
         assert c.post("/summarize", json={"text": text}).status_code == 200  # recovered
+
+
+# ------------------------------------------------------------------------------------------ reload
+
+
+class _Model:
+    def __init__(self, path: str) -> None:
+        self.path, self.closed = path, False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_model_slot_keeps_an_old_model_open_until_its_requests_end_and_survives_a_failed_load(
+    tmp_path: Path,
+) -> None:
+    from summ_assets.serving.reload import ModelSlot, watch_pointer
+
+    a, b = _Model("a"), _Model("b")
+    slot = ModelSlot(a)
+    with slot.use() as first:
+        assert slot.reload(lambda: b, wait=True)
+        assert slot.current is b and first is a and not a.closed  # in flight: still open
+    assert a.closed and slot.status()["reloads"] == 1
+
+    def broken() -> _Model:
+        raise OSError("config.json missing")
+
+    slot.reload(broken, wait=True)
+    assert slot.current is b and "config.json missing" in slot.status()["reload_error"]
+    # the promoted pointer names another folder: the watcher loads it
+    pointer = tmp_path / "current.json"
+    pointer.write_text(json.dumps({"path": str(tmp_path / "c")}))
+    (tmp_path / "c").mkdir()
+    stop = threading.Event()
+    watch_pointer(slot, pointer, lambda p: _Model(p), 0.05, stop)
+    deadline = time.monotonic() + 10
+    while slot.current.path != str(tmp_path / "c") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    assert slot.current.path == str(tmp_path / "c") and b.closed
+
+
+def test_reload_under_traffic_loses_no_request(model_dir: Path, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from summ_assets.core.profiles import get_profile
+    from summ_assets.serving import Summarizer, create_app
+
+    second = tmp_path / "student2"
+    shutil.copytree(model_dir, second)
+    old = Summarizer(model_dir, profile=get_profile("tiny"))
+    app = create_app(old, reloader=lambda: Summarizer(second, profile=get_profile("tiny")))
+    body = _body_of(DOC.read_text(encoding="utf-8"), "## 검색 단계")
+    stop = threading.Event()
+    results: list[tuple[int, str]] = []
+
+    with TestClient(app) as c:
+
+        def client() -> None:
+            while not stop.is_set():
+                r = c.post("/summarize", json={"text": body})
+                results.append((r.status_code, r.json().get("model", r.text)))
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        assert c.post("/reload").status_code == 202
+        deadline = time.monotonic() + 60
+        while app.state.slot.current.path != second.resolve() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        stop.set()
+        for t in threads:
+            t.join()
+        health = c.get("/health").json()
+    assert {code for code, _ in results} == {200}, results[:5]
+    served = [m for _, m in results]
+    assert str(model_dir.resolve()) in served and served[-1] == str(second.resolve())
+    assert health["reloads"] == 1 and old._closed  # the old model closed once its requests ended
+    app.state.slot.current.close()

@@ -14,7 +14,10 @@ Endpoints:
   section, cached under ``<artifacts>/summary_cache`` or ``app.state.summary_cache``). The same body
   limit, errors, admission control and timeout as ``/summarize``; its summaries go through the same
   micro-batcher.
-- ``GET /health``: liveness, queue depth and admission counts (no lock held by generation). ``GET /model``: the served folder, its lineage, config and
+- ``GET /health``: liveness, queue depth and admission counts (no lock held by generation).
+- ``POST /reload``: load the model again from its source (the promoted student's pointer, or the
+  --model folder) beside the one serving, and switch when it is ready (`serving.reload`); answers 202
+  at once. A request in flight finishes on the model it started with. ``GET /model``: the served folder, its lineage, config and
   training metrics (from the folder's card.json model card and training_metrics.json), serving settings;
   ``card_error`` says why the lineage is missing for a folder without card.json.
 
@@ -28,6 +31,8 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -41,6 +46,7 @@ from summ_assets.core.documents import DocumentError
 from summ_assets.serving.admission import Admission
 from summ_assets.serving.inputs import decode_utf8
 from summ_assets.serving.loader import model_card
+from summ_assets.serving.reload import ModelSlot
 from summ_assets.serving.summarizer import Summarizer, section_row
 
 log = logging.getLogger(__name__)
@@ -115,18 +121,21 @@ def create_app(
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_queue_sections: int = DEFAULT_MAX_QUEUE_SECTIONS,
+    reloader: Callable[[], Summarizer] | None = None,
 ) -> FastAPI:
+    """The API over `summarizer`; `reloader` loads its replacement for ``POST /reload`` (None: the
+    endpoint answers 409)."""
     app = FastAPI(
         title="summ-assets summarizer",
         description="Section-by-section summaries of Markdown documents by the distilled student.",
         version="1",
     )
-    app.state.summarizer = summarizer
-    card = model_card(summarizer.path)
+    slot = ModelSlot(summarizer)
+    app.state.slot = slot
     started = time.time()
 
     def seconds_per_section() -> float | None:
-        st = summarizer.stats
+        st = slot.current.stats
         return st["seconds"] / st["sections"] if st["sections"] else None
 
     admission = Admission(max_queue_sections, timeout_s / 2, seconds_per_section)
@@ -160,19 +169,22 @@ def create_app(
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
+        summarizer = slot.current
         return {
             "status": "ok",
             "model": str(summarizer.path),
             "queue": summarizer.queue_size(),
             **admission.snapshot(),
+            **slot.status(),
             "uptime_s": round(time.time() - started, 1),
             **{k: v for k, v in summarizer.stats.items() if k in ("requests", "sections")},
         }
 
     @app.get("/model")
     async def model() -> dict[str, Any]:
+        summarizer = slot.current
         return {
-            **card,
+            **model_card(summarizer.path),
             "serving": {
                 **summarizer.info(),
                 "max_bytes": max_bytes,
@@ -181,7 +193,16 @@ def create_app(
             },
         }
 
-    async def _summarize(text: str, doc_id: str) -> tuple[list[Any], dict[str, float]]:
+    @app.post("/reload", status_code=202)
+    async def reload() -> dict[str, Any]:
+        if reloader is None:
+            raise ApiError(409, "this server has no model source to reload from")
+        started_now = slot.reload(reloader)
+        return {"reloading": True, "started": started_now, "serving": str(slot.current.path)}
+
+    async def _summarize(
+        summarizer: Summarizer, text: str, doc_id: str
+    ) -> tuple[list[Any], dict[str, float]]:
         sections = await run_in_threadpool(summarizer.chunk, text, doc_id)
         admit(len(sections))  # 503 at once when the queue is full
         try:
@@ -196,13 +217,16 @@ def create_app(
         t0 = time.perf_counter()
         body = await _read_body(request, max_bytes)
         text, doc_id = _parse(body, request.headers.get("content-type", ""))
-        try:
-            pairs, stats = await asyncio.wait_for(_summarize(text, doc_id), timeout_s)
-        except asyncio.TimeoutError:
-            raise ApiError(504, f"summary not ready within {timeout_s:g}s; try a shorter document") from None
-        except (FrontMatterError, DocumentError) as exc:
-            raise ApiError(422, str(exc)) from None
-        summarizer.record_request()
+        with slot.use() as summarizer:  # the whole request on one model, even across a reload
+            try:
+                pairs, stats = await asyncio.wait_for(_summarize(summarizer, text, doc_id), timeout_s)
+            except asyncio.TimeoutError:
+                raise ApiError(
+                    504, f"summary not ready within {timeout_s:g}s; try a shorter document"
+                ) from None
+            except (FrontMatterError, DocumentError) as exc:
+                raise ApiError(422, str(exc)) from None
+            summarizer.record_request()
         return JSONResponse(
             {
                 "doc_id": doc_id,
@@ -231,7 +255,7 @@ def create_app(
                 raise ApiError(422, f'"{k}" is empty (only whitespace): nothing to compare')
         return payload["old"], payload["new"]
 
-    async def _compare(old: str, new: str) -> dict[str, Any]:
+    async def _compare(summarizer: Summarizer, old: str, new: str) -> dict[str, Any]:
         from summ_assets.serving.compare import SummaryCache, default_cache_dir, plan_comparison
 
         cache = getattr(app.state, "summary_cache", None) or SummaryCache(default_cache_dir())
@@ -251,15 +275,16 @@ def create_app(
         t0 = time.perf_counter()
         body = await _read_body(request, max_bytes)
         old, new = _parse_compare(body)
-        try:
-            result = await asyncio.wait_for(_compare(old, new), timeout_s)
-        except asyncio.TimeoutError:
-            raise ApiError(
-                504, f"comparison not ready within {timeout_s:g}s; try shorter documents"
-            ) from None
-        except (FrontMatterError, DocumentError) as exc:
-            raise ApiError(422, str(exc)) from None
-        summarizer.record_request()
+        with slot.use() as summarizer:
+            try:
+                result = await asyncio.wait_for(_compare(summarizer, old, new), timeout_s)
+            except asyncio.TimeoutError:
+                raise ApiError(
+                    504, f"comparison not ready within {timeout_s:g}s; try shorter documents"
+                ) from None
+            except (FrontMatterError, DocumentError) as exc:
+                raise ApiError(422, str(exc)) from None
+            summarizer.record_request()
         return JSONResponse({**result, "seconds": round(time.perf_counter() - t0, 4)})
 
     return app
@@ -320,10 +345,27 @@ def serve(
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_queue_sections: int = DEFAULT_MAX_QUEUE_SECTIONS,
+    reloader: Callable[[], Summarizer] | None = None,
+    watch: tuple[Path, Callable[[str], Summarizer]] | None = None,
+    watch_every_s: float = 10.0,
 ) -> None:
+    """Serve with uvicorn. `watch` = (the promoted student's pointer file, a loader of a folder): the
+    server switches to a newly promoted student by itself (`serving.reload.watch_pointer`)."""
     import uvicorn
 
+    from summ_assets.serving.reload import watch_pointer
+
     app = create_app(
-        summarizer, max_bytes=max_bytes, timeout_s=timeout_s, max_queue_sections=max_queue_sections
+        summarizer,
+        max_bytes=max_bytes,
+        timeout_s=timeout_s,
+        max_queue_sections=max_queue_sections,
+        reloader=reloader,
     )
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    stop = threading.Event()
+    if watch is not None:
+        watch_pointer(app.state.slot, watch[0], watch[1], watch_every_s, stop)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        stop.set()
