@@ -159,7 +159,7 @@ def serve_http(
     if host not in ("127.0.0.1", "localhost", "::1"):
         _say(f"WARNING: binding {host}: the API has no authentication; anyone who can reach it can use it")
     _say(
-        f"serving {summ.path} on http://{host}:{port} (POST /summarize, POST /compare, GET /health, GET /model)"
+        f"serving {summ.path} on http://{host}:{port} (POST /summarize, POST /compare, POST /reload, GET /health, GET /model)"
     )
     from summ_assets.serving.loader import promoted_pointer
 
