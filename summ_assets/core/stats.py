@@ -133,6 +133,9 @@ class _SignFlips:
         _check_count(n_resamples, "n_resamples")
         inv, self.k = _cluster_codes(clusters)
         self.n = diffs.size
+        self.center = float(diffs.mean())
+        # the first bracketing step of `bound`: the spread of the differences
+        self.scale = float(np.ptp(diffs)) if diffs.size > 1 else abs(self.center)
         self.totals = np.bincount(inv, weights=diffs, minlength=self.k)
         self.sizes = np.bincount(inv, minlength=self.k).astype(float)
         self.exact = 2**self.k <= n_resamples
@@ -165,13 +168,14 @@ class _SignFlips:
             return 1.0 / self.m
         return (2.0 if alternative == "two-sided" else 1.0) / self.m
 
-    def bound(self, side: str, alpha: float, alternative: str, center: float, scale: float) -> float:
+    def bound(self, side: str, alpha: float, alternative: str) -> float:
         """The outermost null value on `side` ("low"/"high") the test at `alpha` does not reject (test
         inversion): bracket by doubling, then bisect. ±inf when nothing can be rejected."""
         sign = -1.0 if side == "low" else 1.0
         if self.min_p(alternative) > alpha:
             return sign * math.inf
-        step = max(scale, 1e-12)
+        center = self.center
+        step = max(self.scale, 1e-12)
         far = center + sign * step
         for _ in range(200):
             if self.p_value(far, alternative) <= alpha:
@@ -248,11 +252,8 @@ def cluster_sign_flip_interval(
     Returns {"mean_diff", "low", "high", "n", "n_clusters", "unstable"}."""
     _check_alpha(alpha)
     d, f = _flips(a, b, clusters, n_resamples, seed)
-    center = float(d.mean())
-    scale = float(np.ptp(d)) if d.size > 1 else abs(center)
-    low = f.bound("low", alpha, "two-sided", center, scale)
-    high = f.bound("high", alpha, "two-sided", center, scale)
-    return {"mean_diff": center, "low": low, "high": high, **_cluster_info(int(d.size), f.k)}
+    low, high = f.bound("low", alpha, "two-sided"), f.bound("high", alpha, "two-sided")
+    return {"mean_diff": f.center, "low": low, "high": high, **_cluster_info(int(d.size), f.k)}
 
 
 def paired_permutation_test(
@@ -441,12 +442,10 @@ def non_inferiority(
         raise ValueError(f"margin: must be a finite number >= 0, got {margin!r}")
     _check_alpha(alpha)
     d, f = _flips(new, old, clusters, n_samples, seed, names=("new", "old"))
-    center = float(d.mean())
     p = f.p_value(-float(margin), "greater")
-    scale = float(np.ptp(d)) if d.size > 1 else abs(center)
     return {
-        "mean_diff": center,
-        "lower_bound": f.bound("low", alpha, "greater", center, scale),
+        "mean_diff": f.center,
+        "lower_bound": f.bound("low", alpha, "greater"),
         "margin": float(margin),
         "p_value": p,
         "min_p": f.min_p("greater"),

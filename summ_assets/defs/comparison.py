@@ -5,7 +5,6 @@ Declaration only: the bodies are `summ_assets.stages.comparison.section_index_st
 `summ_assets.serving.history.document_changes_stage`.
 """
 
-import json
 from typing import Any
 
 import dagster as dg
@@ -63,11 +62,9 @@ def _last_metadata(context: dg.AssetExecutionContext) -> dict[str, Any] | None:
 
 def _promoted_student(settings: SummSettings):
     """A factory of the promoted student's `Summarizer`, or None before any promotion."""
-    pointer = settings.asset_dir("promoted_student") / "current.json"
-    try:
-        path = json.loads(pointer.read_text(encoding="utf-8")).get("path")
-    except (OSError, ValueError, AttributeError):
-        return None
+    from summ_assets.serving.reload import pointer_target
+
+    path = pointer_target(settings.asset_dir("promoted_student") / "current.json")
     if not path:
         return None
 

@@ -200,16 +200,33 @@ def create_app(
         started_now = slot.reload(reloader)
         return {"reloading": True, "started": started_now, "serving": str(slot.current.path)}
 
+    async def _generate(summarizer: Summarizer, texts: list[str]) -> tuple[list[str], dict[str, float]]:
+        """Summaries of `texts` through the micro-batcher, behind admission control (503 at once when
+        the queue is full); cancelling this (a timeout) cancels the pending sections."""
+        admit(len(texts))
+        try:
+            return await asyncio.wrap_future(summarizer.submit(texts))
+        finally:
+            admission.release(len(texts))
+
+    async def _on_model(work: Callable[[Summarizer], Any], what: str, hint: str) -> Any:
+        """`work(summarizer)` on the current model (kept across a reload until it ends), within the
+        timeout (504), with bad documents as 422; counts the request."""
+        with slot.use() as summarizer:
+            try:
+                result = await asyncio.wait_for(work(summarizer), timeout_s)
+            except asyncio.TimeoutError:
+                raise ApiError(504, f"{what} not ready within {timeout_s:g}s; {hint}") from None
+            except (FrontMatterError, DocumentError) as exc:
+                raise ApiError(422, str(exc)) from None
+            summarizer.record_request()
+            return summarizer, result
+
     async def _summarize(
         summarizer: Summarizer, text: str, doc_id: str
     ) -> tuple[list[Any], dict[str, float]]:
         sections = await run_in_threadpool(summarizer.chunk, text, doc_id)
-        admit(len(sections))  # 503 at once when the queue is full
-        try:
-            fut = summarizer.submit([s.text for s in sections])
-            outs, stats = await asyncio.wrap_future(fut)  # cancelling this cancels the pending sections
-        finally:
-            admission.release(len(sections))
+        outs, stats = await _generate(summarizer, [s.text for s in sections])
         return list(zip(sections, outs, strict=True)), stats
 
     @app.post("/summarize")
@@ -217,16 +234,9 @@ def create_app(
         t0 = time.perf_counter()
         body = await _read_body(request, max_bytes)
         text, doc_id = _parse(body, request.headers.get("content-type", ""))
-        with slot.use() as summarizer:  # the whole request on one model, even across a reload
-            try:
-                pairs, stats = await asyncio.wait_for(_summarize(summarizer, text, doc_id), timeout_s)
-            except asyncio.TimeoutError:
-                raise ApiError(
-                    504, f"summary not ready within {timeout_s:g}s; try a shorter document"
-                ) from None
-            except (FrontMatterError, DocumentError) as exc:
-                raise ApiError(422, str(exc)) from None
-            summarizer.record_request()
+        summarizer, (pairs, stats) = await _on_model(
+            lambda m: _summarize(m, text, doc_id), "summary", "try a shorter document"
+        )
         return JSONResponse(
             {
                 "doc_id": doc_id,
@@ -262,11 +272,7 @@ def create_app(
         plan = await run_in_threadpool(plan_comparison, old, new, summarizer, cache)
         texts = plan.missing_texts()
         if texts:
-            admit(len(texts))
-            try:
-                outs, _ = await asyncio.wrap_future(summarizer.submit(texts))  # cancelled on timeout
-            finally:
-                admission.release(len(texts))
+            outs, _ = await _generate(summarizer, texts)
             await run_in_threadpool(plan.fill, outs)
         return await run_in_threadpool(plan.to_json)
 
@@ -275,16 +281,7 @@ def create_app(
         t0 = time.perf_counter()
         body = await _read_body(request, max_bytes)
         old, new = _parse_compare(body)
-        with slot.use() as summarizer:
-            try:
-                result = await asyncio.wait_for(_compare(summarizer, old, new), timeout_s)
-            except asyncio.TimeoutError:
-                raise ApiError(
-                    504, f"comparison not ready within {timeout_s:g}s; try shorter documents"
-                ) from None
-            except (FrontMatterError, DocumentError) as exc:
-                raise ApiError(422, str(exc)) from None
-            summarizer.record_request()
+        _, result = await _on_model(lambda m: _compare(m, old, new), "comparison", "try shorter documents")
         return JSONResponse({**result, "seconds": round(time.perf_counter() - t0, 4)})
 
     return app

@@ -79,10 +79,10 @@ def section_index_stage(
         counts["reused"] = len(rows) - counts["tokenized"]
         SectionIndex(rows).write(tmp / INDEX_FILE)
 
-    cached_artifact(
+    built = cached_artifact(
         target, build, log=log, check=lambda folder: check_parquet_files([folder / INDEX_FILE], folder)
     )
-    if not counts["sections"]:  # reused the finished folder of an earlier run
+    if not built:  # the finished folder of an earlier run: nothing tokenized now
         counts["sections"] = pq.read_metadata(str(target / INDEX_FILE)).num_rows
         counts["reused"] = counts["sections"]
     return IndexResult(
