@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from summ_assets.core.degeneration import final_summary, first_sentence_end, flags, is_degenerate, shares
+from summ_assets.core.degeneration import flags, is_degenerate, shares
+from summ_assets.core.sentence_cut import final_summary, first_sentence_end
 
 
 @pytest.mark.parametrize(
@@ -18,6 +19,12 @@ from summ_assets.core.degeneration import final_summary, first_sentence_end, fla
         ("링크는 [문서](https://x) 에 있다.", "markup"),
         ("첫 줄의 요약 문장이다\n둘째 줄", "line_break"),
         ("캐시는 응답 시간을 줄인다. 그러나 일관성 문제가 생긴다.", "multi_sentence"),
+        ("HAVING, WHERE, WHERE, ROWS, ROWS, ORDER BY, ROWS, 10", "comma_loop"),
+        ("User, Entity, Name, Date, Date, Time, Date, Price", "comma_loop"),
+        ("가중치 감쇠는 AdamW의 weight_decay 0.01 5 5 10 5 20 5 이다", "word_repeat"),
+        ("롤러 롤 롤 Argo CD 롤 로드 롤 배포", "word_repeat"),
+        ("설정은 <i>강조</i> 로 끝난다", "html_tag"),
+        ("줄바꿈 태그 <br/> 가 남았다", "html_tag"),
     ],
 )
 def test_each_check_catches_its_case(text: str, flag: str) -> None:
@@ -34,6 +41,11 @@ def test_each_check_catches_its_case(text: str, flag: str) -> None:
         "1. 설치 단계는 패키지 설치와 설정 확인으로 이루어진다.",  # a list number is not a sentence
         "The rollout went from 10% to 100% over three days, e.g. on iOS first.",
         "전화번호 010-1234-5678 로 연락한다.",  # 4-digit groups: no run of 8
+        # English function words may repeat; a placeholder in angle brackets or inline code is no tag
+        "The controller restarts the pod when the probe fails and the node keeps the volume.",
+        "매니페스트는 apps/<service>/base 와 overlays/<env> 로 나누어 Kustomize로 관리한다.",
+        "플래그 이름은 `<team>.<type>.<feature>` 형식의 소문자 케밥 표기를 따른다.",
+        "지표는 정확도, 재현율, 지연 시간으로 정하고 각 지표의 목표를 둔다.",  # a list without repeats
     ],
 )
 def test_clean_one_sentence_summaries_pass(text: str) -> None:
@@ -97,3 +109,30 @@ def test_a_model_without_a_set_is_left_out_of_that_sets_degeneration_row() -> No
     table = degeneration_table(final, final, sets)
     assert set(table["val"]) == {"student"} and set(table["test_new"]) == {"student", "teacher"}
     assert table["val"]["student"]["final"]["empty"] == 0
+
+
+def test_the_cut_is_hashed_into_the_prompt_version_and_the_checks_are_not() -> None:
+    """A new degeneration check re-scores stored generations; a changed cut re-runs what trains."""
+    import inspect
+
+    from summ_assets.core import degeneration, prompts, sentence_cut
+
+    version = prompts.prompt_version()
+    src = inspect.getsource(prompts.prompt_version)
+    assert "sentence_cut" in src and "degeneration" not in src.split('"""')[-1]
+    assert degeneration.first_sentence_end is sentence_cut.first_sentence_end
+    assert version == prompts.prompt_version()
+
+
+def test_toggling_the_cut_keeps_the_generation_store_key() -> None:
+    """The cut is applied when stored generations are read, so it is not part of the store's key."""
+    import dataclasses
+
+    from summ_assets.core.generation_store import decoding_settings
+    from summ_assets.core.profiles import PROFILES
+
+    demo = PROFILES["demo"]
+    off = dataclasses.replace(demo, eval=dataclasses.replace(demo.eval, one_sentence=False))
+    assert decoding_settings(demo) == decoding_settings(off)
+    longer = dataclasses.replace(demo, eval=dataclasses.replace(demo.eval, max_new_tokens=80))
+    assert decoding_settings(demo) != decoding_settings(longer)

@@ -4,7 +4,7 @@ The decoding settings (`decoding_options`) come from the profile's `eval` sectio
 *generated* tokens (`GeneratedNoRepeatNGram`: transformers' own `NoRepeatNGramLogitsProcessor` applied
 after the prompt; the library's `no_repeat_ngram_size` also bans every n-gram of the prompt, which stops
 a summary from quoting its section: measured on val, README 'Why each setting'), transformers'
-`repetition_penalty`, and the one-sentence cut (post-processing: `core.degeneration.final_summary`).
+`repetition_penalty`, and the one-sentence cut (post-processing: `core.sentence_cut.final_summary`).
 `generation_config` writes them into every model folder the pipeline saves.
 """
 
@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from summ_assets.core.degeneration import final_summary
 from summ_assets.core.prompts import END_OF_TURN, prompt_messages
+from summ_assets.core.sentence_cut import final_summary
 
 
 def decoding_options(ev: Any) -> dict[str, Any]:

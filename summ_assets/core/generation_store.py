@@ -26,8 +26,8 @@ from typing import Any
 from summ_assets.core.artifacts import atomic_write_bytes, stable_json_hash, write_json
 from summ_assets.core.dataset import SplitRow, read_split
 from summ_assets.core.decoding import decoding_options
-from summ_assets.core.degeneration import final_summary
 from summ_assets.core.prompts import prompt_messages, prompt_version, truncated_share
+from summ_assets.core.sentence_cut import final_summary
 from summ_assets.core.splits import EVAL_SETS, TEST_SETS
 
 GENERATION_CODE = "generations-v2"  # v2: raw generation stored beside the final summary
@@ -61,7 +61,8 @@ def decoding_settings(profile: Any) -> dict[str, Any]:
         "max_new_tokens": profile.eval.max_new_tokens,
         "do_sample": profile.eval.do_sample,
         "seed": profile.eval.seed,
-        **decoding_options(profile.eval),
+        # the one-sentence cut is applied on read (`read_generations`), so toggling it re-scores only
+        **{k: v for k, v in decoding_options(profile.eval).items() if k != "one_sentence"},
         "prompt": prompt_version(),
         "code": GENERATION_CODE,
     }

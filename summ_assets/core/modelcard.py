@@ -63,7 +63,7 @@ def write_model_card(
         f'tokenizer = AutoTokenizer.from_pretrained("{where}")\n```\n\n'
         "`generation_config.json` holds the pipeline's decoding settings (greedy, repetition control), so "
         "plain `model.generate(...)` decodes as the pipeline does. The pipeline then returns one line cut "
-        "at the end of the first sentence (`summ_assets.core.degeneration.final_summary`).\n\n"
+        "at the end of the first sentence (`summ_assets.core.sentence_cut.final_summary`).\n\n"
         f"## Lineage\n{block(lineage)}\n## Config\n{block(config)}\n## Metrics\n{block(card['metrics'])}"
     )
     atomic_write_text(Path(folder) / README_FILE, text)

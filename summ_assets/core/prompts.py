@@ -126,15 +126,15 @@ def encode_example(tokenizer: Any, section_text: str, summary: str, max_tokens: 
 
 def prompt_version() -> str:
     """What the prompt builder is, for every downstream cache key (examples, logit cache, training,
-    generations): this module's, the cleaner's and the answer post-processing's (`core.degeneration`:
+    generations): this module's, the cleaner's and the answer post-processing's (`core.sentence_cut`:
     the one-sentence cut, which seq-KD targets and val selection read) source are hashed in, so any
     change to the template, the instruction, the cleaner, the neutralising or the cut re-runs what it
     must."""
     import hashlib
     import inspect
 
-    from summ_assets.core import degeneration, markup
+    from summ_assets.core import markup, sentence_cut
 
-    src = "".join(inspect.getsource(m) for m in (markup, degeneration, inspect.getmodule(prompt_version)))
+    src = "".join(inspect.getsource(m) for m in (markup, sentence_cut, inspect.getmodule(prompt_version)))
     src += INSTRUCTION + CHAT_TEMPLATE + END_OF_TURN  # the values in force (a patched module counts too)
     return "prompt-v2+" + hashlib.sha256(src.encode()).hexdigest()[:8]

@@ -61,8 +61,9 @@ def _degeneration_md(report: dict[str, Any]) -> list[str]:
         "",
         "`raw` = the decoded generation (repetition control on, before the one-line, one-sentence cut); "
         "`final` = the summary the pipeline returns. Checks: a digit run of 8+, a 3-gram of words "
-        "repeated 3+ times, a phrase repeated back to back, leaked markup (`{{`, `<!--`, `](`), a line "
-        "break, more than one sentence.",
+        "repeated 3+ times, a phrase repeated back to back, a comma-joined list repeating one item 3+ "
+        "times, one word 4+ times (English function words aside), leaked markup (`{{`, `<!--`, `](`), a "
+        "leaked HTML tag, a line break, more than one sentence (`core.degeneration`).",
         "",
         "| set | model | output | degenerate | " + " | ".join(FLAGS) + " |",
         "|---" * (len(FLAGS) + 4) + "|",
