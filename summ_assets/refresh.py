@@ -288,7 +288,7 @@ def _refresh(dry_run: bool, forced: set[str], wait_timeout: float | None, extra:
             say(f"freed the pool slots still held by finished run {run_id[:8]}")
 
     # 1. partitions follow the files (the same plan the new-data sensor acts on)
-    sync = plan_partitions(instance, settings.data_root)
+    sync = plan_partitions(instance, settings.data_root, settings.get_profile().data.pool_documents)
     current, add, drop = sync.current, sync.add, sync.drop
     if not dry_run:
         sync.apply(instance)

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from summ_assets.core.chunking import CharCounter, FrontMatterError, split_markdown, split_to_budget
-from summ_assets_tests.helpers import bundled_documents
+from summ_assets_tests.helpers import BUNDLED, bundled_documents
 
 
 def _lossless(text: str, doc) -> None:
@@ -21,6 +21,8 @@ def test_every_bundled_document_round_trips(path: Path) -> None:
     text = path.read_text(encoding="utf-8-sig")
     doc = split_markdown(text, CharCounter(2), doc_id=str(path), max_tokens=200, min_tokens=8)
     _lossless(text, doc)
+    if "pool" in path.relative_to(BUNDLED).parts[:1]:
+        return  # real pages (data/SOURCES.md): lossless is all we promise about their layout
     assert doc.metadata.get("title"), "bundled documents carry front matter with a title"
     assert all(s.heading_path for s in doc.sections), "no preamble text before the H1 in bundled docs"
 

@@ -88,3 +88,44 @@ def test_discover_lists_supported_files_per_source(tmp_path: Path) -> None:
     found = discover(tmp_path)
     assert sorted(found.values()) == ["eval/new/d.md", "raw/a.md", "raw/sub/b.txt"]
     assert unsupported_files(tmp_path) == ["raw/c.pdf"]
+
+
+def test_the_pool_cap_takes_the_lowest_ranked_pages_and_raising_it_only_adds(tmp_path: Path) -> None:
+    from summ_assets.core.documents import pool_rank_key
+
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.md").write_text("# A\n\ntext\n", encoding="utf-8")
+    (tmp_path / "pool" / "site").mkdir(parents=True)
+    names = [f"pool/site/p{i}.md" for i in range(7)]
+    for n in names:
+        (tmp_path / n).write_text("# P\n\ntext\n", encoding="utf-8")
+    every = set(discover(tmp_path).values())
+    assert every == {"raw/a.md", *names}
+    assert set(discover(tmp_path, pool_documents=0).values()) == {"raw/a.md"}
+    three = set(discover(tmp_path, pool_documents=3).values()) - {"raw/a.md"}
+    assert three == set(sorted(names, key=pool_rank_key)[:3])
+    assert three < set(discover(tmp_path, pool_documents=5).values())
+    assert set(discover(tmp_path, pool_documents=99).values()) == every
+
+
+def test_pool_pages_are_unlabelled_training_material_never_val_or_test() -> None:
+    from summ_assets.core.dataset import split_rows
+    from summ_assets.core.profiles import DEMO
+    from summ_assets.core.splits import is_eval_document
+
+    sections = [
+        {"doc_id": d, "heading_path": f"H{i}", "part": 0, "section_id": f"{d}{i}", "text": "본문"}
+        for d in ("raw/a.md", "raw/b.md", "pool/site/x.md")
+        for i in range(3)
+    ]
+    from summ_assets.core.labels import Label
+
+    labels = {
+        s["section_id"]: Label(s["doc_id"], s["heading_path"], "요약이다.", "labels.jsonl", i + 1)
+        for i, s in enumerate(sections)
+        if s["doc_id"].startswith("raw/")
+    }
+    assert not is_eval_document("pool/site/x.md")
+    by = split_rows(sections, labels, DEMO.data)
+    pool_rows = [r for s, rows in by.items() for r in rows if r["doc_id"].startswith("pool/")]
+    assert pool_rows and all(r in by["unlabelled"] for r in pool_rows)

@@ -156,6 +156,24 @@ def test_bundled_corpus_gives_val_and_every_test_set_at_least_40_examples() -> N
     by = split_rows(sections, match_labels(rep, sections, {s["doc_id"] for s in sections}), DEMO.data)
     sizes = {s: len(by[s]) for s in ("val", "test_seen", "test_similar", "test_new")}
     assert min(sizes.values()) >= 40, sizes
+    # power comes from documents: every set behind a decision or a claim spans at least 12 of them
+    docs = {s: len({r["doc_id"] for r in by[s]}) for s in sizes}
+    assert min(docs.values()) >= 12, docs
+    assert {r["doc_id"] for r in by["val_spare"]} <= {r["doc_id"] for r in by["val"]}
+    trained = {r["doc_id"] for s in ("train", "unlabelled") for r in by[s]}
+    assert not trained & {r["doc_id"] for r in by["val"] + by["val_spare"]}
+
+
+def test_val_takes_min_documents_and_at_most_n_sections_of_each() -> None:
+    from summ_assets.core.splits import choose_val_documents
+
+    labelled = {f"raw/d{i}.md": 10 for i in range(20)} | {"pool/site/p.md": 0}
+    assert len(choose_val_documents(labelled, 40, 0.5)) == 4  # 40 sections: 4 whole documents
+    assert len(choose_val_documents(labelled, 40, 0.5, min_documents=8)) == 8
+    assert len(choose_val_documents(labelled, 40, 0.5, min_documents=8, per_document=2)) == 20 * 0.5
+    assert len(choose_val_documents(labelled, 40, 0.3, min_documents=12)) == 6  # the share still caps
+    # a pool page without labels neither becomes val nor widens the share
+    assert "pool/site/p.md" not in choose_val_documents(labelled, 400, 0.99)
 
 
 def test_bundled_labels_all_match_the_bundled_corpus() -> None:

@@ -27,7 +27,26 @@ FROZEN = Path(__file__).parent / "fixtures" / "profiles_before_yaml.json"
 # deliberate changes since the move to YAML: {profile: {"section.field": value}}, each explained in
 # docs/settings.md; anything else that differs from the frozen constants is an accident
 CHANGED_SINCE_YAML: dict[str, dict[str, Any]] = {
-    "demo": {"eval.max_degenerate_share": 0.15},
+    "demo": {
+        "eval.max_degenerate_share": 0.15,
+        "data.pool_documents": 0,
+        "data.val_min_documents": 12,
+        "data.val_max_sections_per_document": 4,
+        "data.val_max_doc_fraction": 0.4,
+        "data.test_seen_fraction": 0.15,
+    },
+    "tiny": {
+        "data.pool_documents": 0,
+        "data.val_min_documents": 1,
+        "data.val_max_sections_per_document": None,
+    },
+    "gemma2": {
+        "data.pool_documents": None,
+        "data.val_min_documents": 12,
+        "data.val_max_sections_per_document": None,
+        "data.val_max_doc_fraction": 0.4,
+        "data.test_seen_fraction": 0.15,
+    },
 }
 
 

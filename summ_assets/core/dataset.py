@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from summ_assets.core import env
-from summ_assets.core.splits import SPLITS, assign_split, choose_val_documents, split_key
+from summ_assets.core.splits import SPLITS, assign_split, choose_val_documents, section_key, split_key
 
 
 class SplitRow(TypedDict):
@@ -39,10 +39,27 @@ def split_rows(sections: list[dict[str, Any]], matched: dict[str, Any], dc: Any)
     labelled = Counter(s["doc_id"] for s in sections if s["section_id"] in matched)
     for s in sections:
         labelled.setdefault(s["doc_id"], 0)
-    val_docs = set(choose_val_documents(labelled, dc.val_min_examples, dc.val_max_doc_fraction))
+    per_doc = dc.val_max_sections_per_document
+    val_docs = set(
+        choose_val_documents(
+            labelled, dc.val_min_examples, dc.val_max_doc_fraction, dc.val_min_documents, per_doc
+        )
+    )
+    # the labelled sections each val document gives val: all, or its first `per_doc` by section key
+    val_sections: dict[str, set[str]] = {}
+    for s in sections:
+        if s["doc_id"] in val_docs and s["section_id"] in matched:
+            val_sections.setdefault(s["doc_id"], set()).add(s["heading_path"])
+    if per_doc is not None:
+        val_sections = {
+            d: set(sorted(paths, key=lambda h, d=d: section_key(d, h))[:per_doc])
+            for d, paths in val_sections.items()
+        }
     for s in sections:
         lab = matched.get(s["section_id"])
         split = assign_split(s["doc_id"], s["heading_path"], lab is not None, val_docs, dc.test_seen_fraction)
+        if split == "val" and s["heading_path"] not in val_sections[s["doc_id"]]:
+            split = "val_spare"
         by_split[split].append(
             SplitRow(
                 section_id=s["section_id"],

@@ -1,7 +1,8 @@
 """Reading raw documents safely: discovery, partition keys, decoding, validation.
 
 A document is a Markdown or plain-text file under one of the data sources (``raw/`` for the
-training pool, ``eval/similar/`` and ``eval/new/`` for held-out test material). Its doc id is its
+training pool, ``pool/`` for real documentation pages without labels that join the training pool as
+teacher-labelling material, ``eval/similar/`` and ``eval/new/`` for held-out test material). Its doc id is its
 path relative to the data root (``raw/ko-rag.md``); its partition key is a sanitized, collision-free
 form of that id. Nothing here ever writes under the data root.
 """
@@ -13,7 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-SOURCES = ("raw", "eval/similar", "eval/new")
+SOURCES = ("raw", "pool", "eval/similar", "eval/new")
+UNLABELLED_POOL = "pool"  # real pages without labels (data/SOURCES.md): capped by `data.pool_documents`
 EXTENSIONS = (".md", ".markdown", ".txt")
 DEFAULT_MAX_BYTES = 2_000_000
 
@@ -40,9 +42,17 @@ def partition_key(doc_id: str) -> str:
     return f"{slug}-{digest}"
 
 
-def discover(data_root: Path, sources: tuple[str, ...] = SOURCES) -> dict[str, str]:
+def pool_rank_key(doc_id: str) -> str:
+    """Stable order of the ``pool/`` documents: a cap of N takes the N lowest, so raising it only adds."""
+    return hashlib.sha256(f"pool-document\x00{doc_id}".encode()).hexdigest()
+
+
+def discover(
+    data_root: Path, sources: tuple[str, ...] = SOURCES, pool_documents: int | None = None
+) -> dict[str, str]:
     """{partition key: doc id} for every supported file under the sources (sorted, deterministic).
 
+    `pool_documents` caps the ``pool/`` documents (None = all): the first ones by `pool_rank_key`.
     Files with other extensions are skipped here and reported by `unsupported_files`.
     """
     data_root = Path(data_root)
@@ -60,6 +70,10 @@ def discover(data_root: Path, sources: tuple[str, ...] = SOURCES) -> dict[str, s
                 continue
             doc_id = p.relative_to(data_root).as_posix()
             found[partition_key(doc_id)] = doc_id
+    if pool_documents is not None:
+        pool = sorted((d for d in found.values() if d.startswith(UNLABELLED_POOL + "/")), key=pool_rank_key)
+        for d in pool[pool_documents:]:
+            del found[partition_key(d)]
     return found
 
 

@@ -82,13 +82,28 @@ class DataConfig:
         ge=1,
         description="val = whole raw/ documents, lowest hash rank first, until this many labelled sections",
     )
+    val_min_documents: int = Field(
+        1,
+        ge=1,
+        description="... and until it holds at least this many documents (power comes from documents)",
+    )
+    val_max_sections_per_document: int | None = Field(
+        None,
+        ge=1,
+        description="labelled sections one val document gives val, lowest hash first (null = all; the rest: val_spare)",
+    )
     val_max_doc_fraction: float = Field(
-        0.25, gt=0, lt=1, description="... but never more than this share of the pool's documents"
+        0.25, gt=0, lt=1, description="... but never more than this share of the labelled pool's documents"
     )
     test_seen_fraction: float = Field(
         0.12, ge=0, lt=1, description="held-out sections of the training documents (test_seen)"
     )
     max_train: int | None = Field(None, ge=1, description="cap on the train split (null = all)")
+    pool_documents: int | None = Field(
+        None,
+        ge=0,
+        description="data/pool/ documents (unlabelled real pages) ingested, first by stable rank (null = all)",
+    )
     label_strictness: LabelStrictness = Field(
         "fail", description="a bad label line fails the run (fail) or is skipped with a warning (warn)"
     )

@@ -14,6 +14,9 @@
 - ``test_*`` sets are never used for a decision; the claims come from them.
 - sections without a reference summary -> ``unlabelled`` (pseudo-label candidates), except those of
   val and eval documents -> ``heldout_unlabelled``.
+- with ``val_max_sections_per_document``, a val document gives val only that many labelled sections
+  (lowest `section_key` first); the rest -> ``val_spare`` (never trained on, never scored): power
+  comes from documents, so val spreads a fixed generation budget over more of them.
 
 The hashes are of ids and heading paths, never of text, so editing a section keeps it in its split.
 """
@@ -24,7 +27,16 @@ import hashlib
 import math
 from collections.abc import Iterable, Mapping
 
-SPLITS = ("train", "val", "test_seen", "test_similar", "test_new", "unlabelled", "heldout_unlabelled")
+SPLITS = (
+    "train",
+    "val",
+    "test_seen",
+    "test_similar",
+    "test_new",
+    "unlabelled",
+    "heldout_unlabelled",
+    "val_spare",
+)
 EVAL_SETS = ("val", "test_seen", "test_similar", "test_new")
 TEST_SETS = ("test_seen", "test_similar", "test_new")
 # what each evaluation set is, for the report: val drives decisions, the test sets carry the claims
@@ -69,26 +81,33 @@ def similar_originals(doc_ids: Iterable[str]) -> set[str]:
 
 
 def choose_val_documents(
-    labelled_per_doc: Mapping[str, int], min_examples: int, max_doc_fraction: float
+    labelled_per_doc: Mapping[str, int],
+    min_examples: int,
+    max_doc_fraction: float,
+    min_documents: int = 1,
+    per_document: int | None = None,
 ) -> list[str]:
     """The val documents: training-pool documents (not eval material, not an original of a
     test_similar document, with at least one labelled section) in order of `document_rank_key`, until
-    they hold `min_examples` labelled sections or reach ``floor(max_doc_fraction * pool)`` documents
-    (at least one when the pool has two or more)."""
+    they hold `min_examples` labelled sections (each counting at most `per_document`) and number at
+    least `min_documents`, or reach ``floor(max_doc_fraction * labelled pool)`` documents (at least one
+    when the labelled pool has two or more)."""
     originals = similar_originals(labelled_per_doc)
     pool = sorted(
         (d for d, n in labelled_per_doc.items() if n > 0 and not is_eval_document(d) and d not in originals),
         key=document_rank_key,
     )
-    n_pool = sum(1 for d in labelled_per_doc if not is_eval_document(d))
+    # documents without labels (pool/ pages) can never be val: they do not count towards the share
+    n_pool = sum(1 for d, n in labelled_per_doc.items() if n > 0 and not is_eval_document(d))
     cap = max(1, math.floor(max_doc_fraction * n_pool)) if n_pool >= 2 else 0
     chosen: list[str] = []
     total = 0
     for d in pool:
-        if total >= min_examples or len(chosen) >= cap:
+        if (total >= min_examples and len(chosen) >= min_documents) or len(chosen) >= cap:
             break
         chosen.append(d)
-        total += labelled_per_doc[d]
+        n = labelled_per_doc[d]
+        total += n if per_document is None else min(n, per_document)
     return chosen
 
 

@@ -58,7 +58,7 @@ def new_data_sensor(
     context: dg.SensorEvaluationContext, settings: SummSettings
 ) -> dg.SensorResult | dg.SkipReason:
     instance = context.instance
-    sync = plan_partitions(instance, settings.data_root)
+    sync = plan_partitions(instance, settings.data_root, settings.get_profile().data.pool_documents)
     add, drop = sync.add, sync.drop
     requests = [
         dg.RunRequest(

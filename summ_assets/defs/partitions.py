@@ -45,10 +45,13 @@ class PartitionSync:
             instance.delete_dynamic_partition(DOCUMENTS.name, k)
 
 
-def plan_partitions(instance: dg.DagsterInstance, data_root: Path) -> PartitionSync:
+def plan_partitions(
+    instance: dg.DagsterInstance, data_root: Path, pool_documents: int | None = None
+) -> PartitionSync:
     """Which partitions to add and drop, and which documents are new or changed (file hash vs the
-    data version `raw_documents` last recorded for the partition)."""
-    current = discover(data_root)
+    data version `raw_documents` last recorded for the partition). `pool_documents` is the profile's
+    cap on ``pool/`` documents: those past it get no partition (and lose one they had)."""
+    current = discover(data_root, pool_documents=pool_documents)
     known = set(instance.get_dynamic_partitions(DOCUMENTS.name))
     changed = []
     for pk, doc_id in sorted(current.items(), key=lambda kv: kv[1]):

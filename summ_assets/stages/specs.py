@@ -56,6 +56,8 @@ SUMMARY_DATASET = AssetSpec(
     (
         "data.val_min_examples",
         "data.val_max_doc_fraction",
+        "data.val_min_documents",
+        "data.val_max_sections_per_document",
         "data.test_seen_fraction",
         "data.max_train",
         "data.label_strictness",
