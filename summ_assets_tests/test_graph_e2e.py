@@ -757,3 +757,42 @@ def test_a_changed_instruction_trains_the_baseline_into_a_new_folder_with_the_ne
     back = _latest(instance, "student_baseline")
     assert back.metadata["artifact"].value == old_path
     assert back.tags["dagster/data_version"] == old_version
+
+
+def test_teacher_labels_never_touch_a_val_or_test_document(built) -> None:
+    """The labelling stage reads the unlabelled pool and val (to choose its filter) and nothing else; no
+    kept teacher label and no exported one belongs to a val or test document."""
+    import pyarrow.parquet as pq
+
+    from summ_assets.core.dataset import read_split
+    from summ_assets.core.splits import is_eval_document
+
+    instance, _, _, art = built
+    reads = [json.loads(line) for line in (art.parent / "split_reads.jsonl").read_text().splitlines()]
+    seqkd = {r["split"] for r in reads if r["caller"].startswith("summ_assets.stages.seqkd")}
+    assert "unlabelled" in seqkd and seqkd <= {"unlabelled", "val"}, seqkd
+    # the dataset that labelling run read: the newest summary_dataset before it (later tests add documents,
+    # which moves the val choice; the labels are re-made only when the chain re-runs)
+    pseudo = max(
+        instance.fetch_materializations(dg.AssetKey("teacher_pseudo_summaries"), limit=1000).records,
+        key=lambda r: r.storage_id,
+    )
+    before = max(
+        (
+            r
+            for r in instance.fetch_materializations(dg.AssetKey("summary_dataset"), limit=1000).records
+            if r.storage_id < pseudo.storage_id
+        ),
+        key=lambda r: r.storage_id,
+    )
+    folder = Path(str(pseudo.asset_materialization.metadata["artifact"].value))
+    dataset = Path(str(before.asset_materialization.metadata["artifact"].value))
+    held = {
+        r["doc_id"] for s in ("val", "val_spare", "heldout_unlabelled") for r in read_split(str(dataset), s)
+    }
+    labelled = [
+        json.loads(x)["doc"] for x in (folder / "labels.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+    if (folder / "rows.parquet").exists():
+        labelled += [r["doc_id"] for r in pq.read_table(folder / "rows.parquet").to_pylist()]
+    assert not [d for d in labelled if d in held or is_eval_document(d)]

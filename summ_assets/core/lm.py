@@ -103,6 +103,30 @@ def completion_nats(
     return total, count
 
 
+def completion_mean_logprobs(
+    model: Any, examples: list[dict[str, Any]], pad_id: int, batch_size: int = 8
+) -> list[float]:
+    """Each example's mean log-prob per summary token (teacher-forced, no grad), in input order."""
+    import torch
+
+    model.eval()
+    device = next(model.parameters()).device
+    out = [float("nan")] * len(examples)
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            b = {k: v.to(device) for k, v in pad_batch([examples[i] for i in idx], pad_id).items()}
+            logits, targets, mask = completion_logits(model, b["input_ids"], b["attention_mask"], b["labels"])
+            picked = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None])[:, 0]
+            rows = mask.nonzero()[:, 0]
+            sums = torch.zeros(len(idx), device=picked.device).index_add_(0, rows, picked)
+            counts = torch.zeros(len(idx), device=picked.device).index_add_(0, rows, torch.ones_like(picked))
+            for j, i in enumerate(idx):
+                out[i] = float(sums[j] / counts[j]) if counts[j] > 0 else float("nan")
+    return out
+
+
 def mean_completion_loss(
     model: Any, examples: list[dict[str, Any]], pad_id: int, batch_size: int = 8
 ) -> float:

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from summ_assets.core import logits_cache as lc
-from summ_assets.core.artifacts import cached_artifact, write_json
+from summ_assets.core import pseudo_labels as PL
+from summ_assets.core.artifacts import cached_artifact, stable_json_hash, write_json
 from summ_assets.core.dataset import SplitRow, read_split
 from summ_assets.core.decoding import decoding_options, summarize_texts
 from summ_assets.core.examples import build_examples
@@ -19,10 +20,11 @@ from summ_assets.core.kd import attach_teacher
 from summ_assets.core.lm import set_threads
 from summ_assets.core.models import load_causal_lm, resolve_device
 from summ_assets.core.profiles import Profile
+from summ_assets.core.prompts import prompt_version
 from summ_assets.core.records import PseudoSummariesRef, TeacherAdapterRef
 from summ_assets.core.spec import ProfileView
 from summ_assets.core.splits import is_eval_document
-from summ_assets.stages.base import Progress, StageResult, meta
+from summ_assets.stages.base import Progress, StageResult, meta, say
 from summ_assets.stages.specs import TEACHER_PSEUDO_SUMMARIES
 from summ_assets.stages.teacher import cache_spec
 
@@ -55,32 +57,54 @@ def check_pseudo_folder(folder: Path) -> str | None:
     return None
 
 
-def summarize_and_score(
-    rows: list[SplitRow],
-    teacher_adapter: TeacherAdapterRef,
-    profile: Profile | ProfileView,
-    out: Path,
-    progress: Progress | None,
-) -> dict[str, Any]:
-    """Greedy teacher summaries of `rows` (``out/rows.parquet``) and the teacher's sparse log-probs on
-    them (``out/cache/``, same spec as `teacher_logits`); returns counts and timings."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def _store_dir(root: Path, teacher_adapter: TeacherAdapterRef, profile: Profile | ProfileView) -> Path:
+    """The label store of this teacher version and decoding (see `core.pseudo_labels`)."""
+    settings = {
+        "teacher": teacher_adapter["version"],
+        "max_prompt_tokens": profile.data.max_prompt_tokens,
+        "max_new_tokens": profile.data.max_summary_tokens,
+        # the cut is applied when a label is made (what trains is the cut summary)
+        **decoding_options(profile.eval),
+        "prompt": prompt_version(),
+        "code": PL.LABEL_CODE,
+    }
+    return Path(root) / "_labels" / stable_json_hash(settings)[:20]
 
-    stats: dict = {"n": 0, "empty": 0, "generate_seconds": 0.0, "score_seconds": 0.0, "spec": None}
+
+class _Teacher:
+    """The merged teacher and its tokenizer, loaded on first use (a run with nothing new loads nothing)."""
+
+    def __init__(self, teacher_adapter: TeacherAdapterRef, profile: Profile | ProfileView) -> None:
+        self.ref, self.profile, self._pair = teacher_adapter, profile, None
+
+    def get(self) -> tuple[Any, Any]:
+        if self._pair is None:
+            from transformers import AutoTokenizer
+
+            set_threads(self.profile.threads)
+            tok = AutoTokenizer.from_pretrained(self.ref["merged"])
+            model = load_causal_lm(
+                self.ref["merged"],
+                self.profile.dtype,
+                resolve_device(self.profile.device),
+                self.profile.max_memory,
+            )
+            self._pair = (model, tok)
+        return self._pair
+
+
+def label_sections(
+    rows: list[SplitRow], teacher: _Teacher, profile: Profile | ProfileView, progress: Progress | None
+) -> list[dict[str, Any]]:
+    """The teacher's summary of each row, with its confidence (mean log-prob per summary token)."""
+    from summ_assets.core.lm import completion_mean_logprobs
+
     if not rows:
-        return stats
-    from transformers import AutoTokenizer
-
-    set_threads(profile.threads)
+        return []
+    model, tok = teacher.get()
     dp = profile.data
-    tok = AutoTokenizer.from_pretrained(teacher_adapter["merged"])
-    teacher = load_causal_lm(
-        teacher_adapter["merged"], profile.dtype, resolve_device(profile.device), profile.max_memory
-    )
-    t0 = time.time()
-    preds, _ = summarize_texts(
-        teacher,
+    preds, info = summarize_texts(
+        model,
         tok,
         [r["text"] for r in rows],
         max_prompt_tokens=dp.max_prompt_tokens,
@@ -89,24 +113,48 @@ def summarize_and_score(
         progress=progress,
         **decoding_options(profile.eval),
     )
-    t1 = time.time()
-    source = f"teacher:{teacher_adapter['version']}"
-    pseudo = [{**r, "summary": p, "label_source": source} for r, p in zip(rows, preds, strict=True)]
-    pq.write_table(pa.Table.from_pylist(pseudo), out / "rows.parquet", compression="zstd")
-    spec = cache_spec(profile, teacher_adapter, tok)
-    examples = build_examples(pseudo, tok, dp.max_prompt_tokens, dp.max_summary_tokens)
-    cache_rows = lc.capture(
-        teacher, examples, spec, tok.pad_token_id, profile.cache.batch_size, profile.seed, progress=progress
+    raws = info.get("raw", preds) if isinstance(info, dict) else preds
+    examples = build_examples(
+        [{**r, "summary": p} for r, p in zip(rows, preds, strict=True)],
+        tok,
+        dp.max_prompt_tokens,
+        dp.max_summary_tokens,
     )
-    lc.write_shard(cache_rows, out / "cache" / "part-pseudo.parquet", spec, profile.cache.rows_per_group)
-    stats.update(
-        n=len(pseudo),
-        empty=sum(1 for p in preds if not p.strip()),
-        generate_seconds=t1 - t0,
-        score_seconds=time.time() - t1,
-        spec=spec.metadata(),
+    conf = completion_mean_logprobs(model, examples, tok.pad_token_id, profile.cache.batch_size)
+    return [
+        PL.record(r, raw, p, c, len(e["input_ids"]) - e["completion_start"])
+        for r, raw, p, c, e in zip(rows, raws, preds, conf, examples, strict=True)
+    ]
+
+
+def _finite(choice: dict[str, Any]) -> dict[str, Any]:
+    """The filter choice for JSON: an unbounded threshold (keep every usable label) becomes None."""
+
+    def fix(v: Any) -> Any:
+        return None if isinstance(v, float) and v == float("-inf") else v
+
+    out = {k: fix(v) for k, v in choice.items() if k != "candidates"}
+    out["candidates"] = [{k: fix(v) for k, v in c.items()} for c in choice.get("candidates", [])]
+    return out
+
+
+def _threshold_text(value: float | None) -> str:
+    return "none (every usable label)" if value is None else f"{value:.4f}"
+
+
+def _val_choice(val_rows: list[SplitRow], labels: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The filter's threshold, chosen on val (`core.pseudo_labels.choose_threshold`)."""
+    from summ_assets.core.metrics import rouge_scores
+
+    recs = [labels[PL.row_key(r)] for r in val_rows]
+    usable = [(rec, r) for rec, r in zip(recs, val_rows, strict=True) if PL.usable(rec)]
+    if not usable:
+        return {"threshold": float("-inf"), "kept_share": 1.0, "candidates": [], "val_labels": len(recs)}
+    scores = rouge_scores([rec["summary"] for rec, _ in usable], [r["summary"] for _, r in usable])
+    choice = PL.choose_threshold(
+        [(rec["confidence"], sc["rougeLsum_f"]) for (rec, _), sc in zip(usable, scores, strict=True)]
     )
-    return stats
+    return {**choice, "val_labels": len(recs), "val_usable": len(usable)}
 
 
 def pseudo_examples(
@@ -149,20 +197,103 @@ def pseudo_summaries_stage(
     progress: Progress | None = None,
     log: Progress | None = None,
 ) -> StageResult:
-    """`teacher_pseudo_summaries`: the teacher's summaries of the unlabelled training-pool sections and
-    its log-probs on them, in `root/<key>`; reused when the folder exists and is whole."""
+    """`teacher_pseudo_summaries`: the teacher's labels of the unlabelled training-pool sections (cached
+    per section content and teacher version: only sections the store lacks are labelled), filtered by
+    a threshold chosen on val, with the teacher's log-probs on the kept ones; in `root/<key>`."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     profile = TEACHER_PSEUDO_SUMMARIES.view(profile)
     rows = pseudo_rows_for(summary_dataset, profile.student.seqkd_max_examples)
+    val_rows = read_split(summary_dataset, "val") if rows else []  # only to choose the threshold
+    store = _store_dir(Path(root), teacher_adapter, profile)
+    have = PL.read_store(store) if rows else {}
+    todo = [r for r in [*rows, *val_rows] if PL.row_key(r) not in have]
+    teacher = _Teacher(teacher_adapter, profile)
+    t0 = time.time()
+    fresh = label_sections(todo, teacher, profile, progress)
+    label_seconds = time.time() - t0
+    PL.write_shard(store, fresh)
+    labels = {**have, **{r["row_key"]: r for r in fresh}}
+    if rows:
+        say(
+            log,
+            f"teacher labels: {len(fresh)} sections labelled now, {len(rows) + len(val_rows) - len(fresh)} reused",
+        )
+    choice = (
+        _val_choice(val_rows, labels)
+        if rows
+        else {"threshold": float("-inf"), "kept_share": 1.0, "candidates": []}
+    )
+    reasons = {r["section_id"]: PL.keep(labels[PL.row_key(r)], choice["threshold"]) for r in rows}
+    kept = [
+        {**r, "summary": labels[PL.row_key(r)]["summary"]} for r in rows if reasons[r["section_id"]] is None
+    ]
+    source = f"teacher:{teacher_adapter['version']}"
     key = TEACHER_PSEUDO_SUMMARIES.key(
         profile.profile,
-        {"teacher": teacher_adapter["version"], "rows": [(r["section_id"], r["text"]) for r in rows]},
+        {"teacher": teacher_adapter["version"], "kept": [PL.row_key(r) for r in kept], "store": store.name},
     )
     target = Path(root) / key
+    dropped = {
+        why: sum(1 for v in reasons.values() if v == why) for why in ("empty", "degenerate", "low_confidence")
+    }
 
     def build(tmp: Path) -> None:
-        write_json(tmp / "stats.json", summarize_and_score(rows, teacher_adapter, profile, tmp, progress))
+        spec = None
+        score_seconds = 0.0
+        if kept:
+            model, tok = teacher.get()
+            spec = cache_spec(profile, teacher_adapter, tok)
+            examples = build_examples(
+                [{**r, "label_source": source} for r in kept],
+                tok,
+                profile.data.max_prompt_tokens,
+                profile.data.max_summary_tokens,
+            )
+            cache_dir = store / f"cache-{stable_json_hash(spec.metadata())[:12]}"
+            missing = [e for e in examples if e["example_key"] not in lc.cached_keys(cache_dir)]
+            t1 = time.time()
+            if missing:
+                cache_rows = lc.capture(
+                    model,
+                    missing,
+                    spec,
+                    tok.pad_token_id,
+                    profile.cache.batch_size,
+                    profile.seed,
+                    progress=progress,
+                )
+                name = f"part-{stable_json_hash(sorted(e['example_key'] for e in missing))[:16]}.parquet"
+                lc.write_shard(cache_rows, cache_dir / name, spec, profile.cache.rows_per_group)
+            score_seconds = time.time() - t1
+            for shard in lc.shard_files(cache_dir):
+                lc.link_or_copy(shard, tmp / "cache" / shard.name)
+            pq.write_table(
+                pa.Table.from_pylist([{**r, "label_source": source} for r in kept]),
+                tmp / "rows.parquet",
+                compression="zstd",
+            )
+        # every candidate's label in the data/labels format: correct it, move it under data/labels, gold
+        exported = PL.export_jsonl(
+            [labels[PL.row_key(r)] for r in rows], tmp / "labels.jsonl", choice["threshold"], source
+        )
+        write_json(
+            tmp / "stats.json",
+            {
+                "n": len(kept),
+                "exported": exported,
+                "candidates": len(rows),
+                "empty": dropped["empty"],
+                "dropped": dropped,
+                "labelled_now": len(fresh),
+                "label_seconds": label_seconds,
+                "score_seconds": score_seconds,
+                "filter": _finite(choice),
+                "store": str(store),
+                "spec": spec.metadata() if spec else None,
+            },
+        )
 
     cached_artifact(target, build, log=log, check=check_pseudo_folder)
     stats = json.loads((target / "stats.json").read_text())
@@ -172,14 +303,41 @@ def pseudo_summaries_stage(
     preview = (
         "\n".join(f"- **{r['heading_path']}**: {r['summary']}" for r in sample) or "no unlabelled sections"
     )
+    filt = stats.get("filter") or {}
+    table = "\n".join(
+        [
+            "| kept share | kept val labels | confidence threshold | val ROUGE-Lsum of kept |",
+            "|---|---|---|---|",
+        ]
+        + [
+            f"| {c['share']:.0%} | {c['kept']} | {_threshold_text(c['threshold'])} | {c['val_rouge_lsum']:.3f} |"
+            for c in filt.get("candidates", [])
+        ]
+    )
     return StageResult(
         value={"path": str(target), "n": stats["n"], "version": key, "spec": stats.get("spec")},
         metadata={
             "artifact": meta(str(target), "path"),
             "examples": meta(int(stats["n"]), "int"),
+            "candidate_sections": meta(int(stats.get("candidates", stats["n"])), "int"),
+            "labelled_now": meta(int(len(fresh)), "int"),
             "empty_summaries": meta(int(stats["empty"]), "int"),
-            "generate_seconds": meta(round(float(stats["generate_seconds"]), 1), "float"),
-            "score_seconds": meta(round(float(stats["score_seconds"]), 1), "float"),
+            "dropped_degenerate": meta(int(stats.get("dropped", {}).get("degenerate", 0)), "int"),
+            "dropped_low_confidence": meta(int(stats.get("dropped", {}).get("low_confidence", 0)), "int"),
+            "filter_threshold": meta(
+                "none: every usable label kept"
+                if filt.get("threshold") is None
+                else f"{filt['threshold']:.4f}",
+                "text",
+            ),
+            "filter_kept_share_on_val": meta(float(filt.get("kept_share", 1.0)), "float"),
+            "filter_chosen_on": meta(
+                "val: teacher labels of the val sections scored against their gold summaries", "text"
+            ),
+            "filter_candidates": meta(table, "md"),
+            "label_seconds": meta(round(float(label_seconds), 1), "float"),
+            "score_seconds": meta(round(float(stats.get("score_seconds", 0.0)), 1), "float"),
+            "labels_jsonl": meta(str(target / "labels.jsonl"), "path"),
             "preview": meta(preview, "md"),
         },
         data_version=key,

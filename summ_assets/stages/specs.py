@@ -97,7 +97,7 @@ TEACHER_LOGITS = AssetSpec(
 )
 TEACHER_PSEUDO_SUMMARIES = AssetSpec(
     "teacher_pseudo_summaries",
-    "teacher-pseudo-summaries-v2",
+    "teacher-pseudo-summaries-v3",
     (
         "student.seqkd_max_examples",
         "student.temperature",

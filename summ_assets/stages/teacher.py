@@ -26,7 +26,7 @@ from summ_assets.core.artifacts import (
     stable_json_hash,
     write_json,
 )
-from summ_assets.core.dataset import read_split
+from summ_assets.core.dataset import SplitRow, read_split
 from summ_assets.core.examples import build_examples
 from summ_assets.core.integrity import (
     check_json,
@@ -85,6 +85,17 @@ def check_teacher_adapter(folder: Path) -> str | None:
     )
 
 
+def training_rows_digest(train_rows: list[SplitRow], val_rows: list[SplitRow]) -> str:
+    """What the teacher learns from and is selected on: (section id, text, summary) of its train and val
+    rows, in order."""
+    return stable_json_hash(
+        {
+            name: [(r["section_id"], r["text"], r["summary"]) for r in rows]
+            for name, rows in (("train", train_rows), ("val", val_rows))
+        }
+    )
+
+
 def teacher_adapter_stage(
     profile: Profile | ProfileView,
     root: Path,
@@ -99,9 +110,14 @@ def teacher_adapter_stage(
 
     root = Path(root)
     profile = TEACHER_ADAPTER.view(profile)
-    key = TEACHER_ADAPTER.key(profile.profile, {"base": base_version(teacher_base), "data": summary_dataset})
-    target = root / key
     train_rows, val_rows = read_split(summary_dataset, "train"), read_split(summary_dataset, "val")
+    # keyed by its own rows, not the dataset version: a new unlabelled document (or a new test label)
+    # changes the dataset but neither retrains the teacher nor relabels what it labelled
+    key = TEACHER_ADAPTER.key(
+        profile.profile,
+        {"base": base_version(teacher_base), "rows": training_rows_digest(train_rows, val_rows)},
+    )
+    target = root / key
     if not train_rows:
         raise StageError("the train split is empty: add labelled documents under data/raw and data/labels")
 
