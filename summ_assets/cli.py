@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from summ_assets.refresh import refresh
 from summ_assets.refresh import say as _say
@@ -18,14 +19,20 @@ def _env() -> None:
     use_offline_env()
 
 
+def latest_artifact(instance: Any, asset: str) -> Path | None:
+    """The `artifact` path of `asset`'s newest materialization on `instance` (None before the first)."""
+    import dagster as dg
+
+    ev = instance.get_latest_materialization_event(dg.AssetKey(asset))
+    meta = ev.asset_materialization.metadata if ev and ev.asset_materialization else {}
+    path = getattr(meta.get("artifact"), "value", None)
+    return Path(str(path)) if path else None
+
+
 def latest_report(asset: str = "evaluation_report") -> Path | None:
     import dagster as dg
 
-    instance = dg.DagsterInstance.get()
-    ev = instance.get_latest_materialization_event(dg.AssetKey(asset))
-    if ev is None or ev.asset_materialization is None:
-        return None
-    return Path(ev.asset_materialization.metadata["artifact"].value)
+    return latest_artifact(dg.DagsterInstance.get(), asset)
 
 
 def print_report(asset: str = "evaluation_report") -> int:
@@ -343,15 +350,13 @@ def corpus_index_path() -> Path:
             "repository root), or pass --against FOLDER"
         )
     instance = dg.DagsterInstance.from_config(home)
-    event = instance.get_latest_materialization_event(dg.AssetKey("section_index"))
-    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    path = getattr(meta.get("artifact"), "value", None)
-    if not path or not Path(str(path)).is_file():
+    path = latest_artifact(instance, "section_index")
+    if path is None or not path.is_file():
         raise ServingError(
             "no corpus index yet: the `section_index` asset has not been materialized in "
             f"{instance.root_directory}; run `make demo` (or `summ-assets refresh`), or pass --against FOLDER"
         )
-    return Path(str(path))
+    return path
 
 
 def render_against(result: dict, title: str) -> str:

@@ -336,14 +336,21 @@ def test_api_eight_concurrent_requests_are_all_answered_and_batched(summarizer) 
     assert summarizer.stats["max_batch"] == summarizer.batch_size
 
 
-def test_api_timeout_is_504_and_errors_never_leak_a_traceback(summarizer, monkeypatch) -> None:
+def _slow_batches(summarizer, monkeypatch, seconds: float):
+    """Every generation batch of `summarizer` takes `seconds` longer (an overloaded model); returns the
+    real batch function, to put back."""
     real = summarizer._generate_batch
 
     def slow(texts):
-        time.sleep(0.6)
+        time.sleep(seconds)
         return real(texts)
 
     monkeypatch.setattr(summarizer, "_generate_batch", slow)
+    return real
+
+
+def test_api_timeout_is_504_and_errors_never_leak_a_traceback(summarizer, monkeypatch) -> None:
+    real = _slow_batches(summarizer, monkeypatch, 0.6)
     with _client(summarizer, timeout_s=0.2) as c:
         r = c.post("/summarize", content="# 제목\n\n본문이다.\n".encode())
         assert r.status_code == 504 and "not ready within 0.2s" in r.json()["error"]
@@ -414,13 +421,7 @@ def test_admission_counts_sections_admits_an_idle_server_and_estimates_the_wait(
 
 
 def test_overload_gets_503_with_retry_after_at_once_then_the_server_recovers(summarizer, monkeypatch) -> None:
-    real = summarizer._generate_batch
-
-    def slow(texts):
-        time.sleep(0.4)
-        return real(texts)
-
-    monkeypatch.setattr(summarizer, "_generate_batch", slow)
+    real = _slow_batches(summarizer, monkeypatch, 0.4)
     text = _body_of(DOC.read_text(encoding="utf-8"), "## 검색 단계")  # 6 sections
     with _client(summarizer, max_queue_sections=8) as c, ThreadPoolExecutor(8) as pool:
         barrier = threading.Barrier(8)

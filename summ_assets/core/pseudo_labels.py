@@ -86,7 +86,8 @@ def write_shard(folder: Path, records: Sequence[dict[str, Any]]) -> Path | None:
 
 
 def usable(rec: dict[str, Any]) -> bool:
-    return bool(rec["summary"].strip()) and not with_flags(rec)["degenerate"]
+    """Non-empty and not degenerate: `keep` with no confidence bound."""
+    return keep(rec, -math.inf) is None
 
 
 def choose_threshold(

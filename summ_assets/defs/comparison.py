@@ -12,6 +12,7 @@ import dagster as dg
 from summ_assets.core.artifacts import stable_json_hash
 from summ_assets.core.documents import read_document
 from summ_assets.defs.common import DOCUMENTS, INGEST_GROUP, spec_version
+from summ_assets.defs.evaluation import pointer_path
 from summ_assets.defs.ingest import doc_id_for, raw_documents
 from summ_assets.defs.resources import SummSettings
 from summ_assets.defs.stage_io import previous_artifact
@@ -64,7 +65,7 @@ def _promoted_student(settings: SummSettings):
     """A factory of the promoted student's `Summarizer`, or None before any promotion."""
     from summ_assets.serving.reload import pointer_target
 
-    path = pointer_target(settings.asset_dir("promoted_student") / "current.json")
+    path = pointer_target(pointer_path(settings))
     if not path:
         return None
 

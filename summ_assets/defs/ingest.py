@@ -34,7 +34,7 @@ def doc_id_for(settings: SummSettings, partition_key: str) -> str:
     group_name=GROUP,
     code_version=spec_version(RAW_DOCUMENTS),
     kinds={"file"},
-    description="One document under data/ (raw/, eval/similar/, eval/new/); data version = content hash.",
+    description="One document under data/ (raw/, pool/, eval/similar/, eval/new/); data version = content hash.",
 )
 def raw_documents(context: dg.AssetExecutionContext, settings: SummSettings) -> dg.MaterializeResult:
     profile = RAW_DOCUMENTS.view(settings.get_profile())

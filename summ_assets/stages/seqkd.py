@@ -113,7 +113,7 @@ def label_sections(
         progress=progress,
         **decoding_options(profile.eval),
     )
-    raws = info.get("raw", preds) if isinstance(info, dict) else preds
+    raws = info["raw"]
     examples = build_examples(
         [{**r, "summary": p} for r, p in zip(rows, preds, strict=True)],
         tok,
@@ -252,7 +252,8 @@ def pseudo_summaries_stage(
                 profile.data.max_summary_tokens,
             )
             cache_dir = store / f"cache-{stable_json_hash(spec.metadata())[:12]}"
-            missing = [e for e in examples if e["example_key"] not in lc.cached_keys(cache_dir)]
+            have_logits = lc.cached_keys(cache_dir)  # read the store's shards once, not per example
+            missing = [e for e in examples if e["example_key"] not in have_logits]
             t1 = time.time()
             if missing:
                 cache_rows = lc.capture(
@@ -324,12 +325,7 @@ def pseudo_summaries_stage(
             "empty_summaries": meta(int(stats["empty"]), "int"),
             "dropped_degenerate": meta(int(stats.get("dropped", {}).get("degenerate", 0)), "int"),
             "dropped_low_confidence": meta(int(stats.get("dropped", {}).get("low_confidence", 0)), "int"),
-            "filter_threshold": meta(
-                "none: every usable label kept"
-                if filt.get("threshold") is None
-                else f"{filt['threshold']:.4f}",
-                "text",
-            ),
+            "filter_threshold": meta(_threshold_text(filt.get("threshold")), "text"),
             "filter_kept_share_on_val": meta(float(filt.get("kept_share", 1.0)), "float"),
             "filter_chosen_on": meta(
                 "val: teacher labels of the val sections scored against their gold summaries", "text"
